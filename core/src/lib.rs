@@ -1,0 +1,19 @@
+//! sfxtag-core: the pure signal path both halves of sfxtag compute identically.
+//!
+//! - [`frontend`]: framing, window, FFT, mel, compression, normalisation, model windows
+//!   (fixed buffers, no allocation after construction);
+//! - [`ucs`]: the UCS v8.2.1 taxonomy (embedded at compile time) and the UCS file-name parser;
+//! - `manifest` (feature `std`): the model manifest types of DESIGN §4 with validation;
+//! - `audio` (feature `decode`): decoding, downmix and resampling to 44.1 kHz mono.
+//!
+//! Without the `std` feature the crate is `no_std` + `alloc`.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+#[cfg(feature = "decode")]
+pub mod audio;
+pub mod frontend;
+#[cfg(feature = "std")]
+pub mod manifest;
+pub mod ucs;
