@@ -96,7 +96,12 @@ pub fn decode_native(path: &Path) -> Result<NativeAudio, AudioError> {
         .format(
             &hint,
             mss,
-            &FormatOptions::default(),
+            // Gapless: trim MP3 encoder delay and padding (as ffmpeg/Essentia do), or every MP3
+            // is shifted by ~1100 samples against the reference.
+            &FormatOptions {
+                enable_gapless: true,
+                ..Default::default()
+            },
             &MetadataOptions::default(),
         )
         .map_err(|e| AudioError::Unsupported {

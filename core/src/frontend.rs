@@ -11,8 +11,8 @@
 //!   one the last frame whose start lies before the end of the signal (zero-padded);
 //! - symmetric Hann window `0.5 - 0.5 cos(2πn/(N-1))` (Essentia's `hann`, not the periodic one);
 //! - power spectrum of a 2048-point real FFT, 96 HTK-mel triangles whose weights are computed on
-//!   the mel axis ("warping" weighting) and normalised to unit sum, bins `[round(f_lo/df),
-//!   round(f_hi/df))`;
+//!   the mel axis ("warping" weighting) and normalised to unit sum, bins
+//!   `ceil(f_lo/df) ..= floor(f_hi/df)`;
 //! - `log10(1e4 · m + 1)`, then min–max with the fixed global range `[0, 9.4578]`.
 
 use heapless::Vec as HVec;
@@ -35,6 +35,7 @@ pub const WINDOW_HOP: usize = 50;
 /// Lower bound of the fixed min–max normalisation.
 pub const NORM_MIN: f32 = 0.0;
 /// Upper bound of the fixed min–max normalisation (the aiSFX training range).
+// 9.457798957824707 is exactly this f32 (its shortest decimal form).
 pub const NORM_MAX: f32 = 9.457_799;
 /// Upper band edge of the mel filterbank in Hz.
 pub const F_MAX: f32 = 22_050.0;
@@ -98,24 +99,22 @@ impl MelFilterbank {
         for b in 0..N_MELS {
             let (f0, f1, f2) = (edges[b], edges[b + 1], edges[b + 2]);
             let (m0, m1, m2) = (hz_to_mel(f0), hz_to_mel(f1), hz_to_mel(f2));
-            // Essentia rounds the edges to bins with int(f/df + 0.5) and excludes the end bin.
-            let j0 = ((f0 / df + 0.5) as usize).min(N_BINS);
-            let j1 = ((f2 / df + 0.5) as usize).min(N_BINS);
+            // Essentia's band spans bins ceil(f0/df) ..= floor(f2/df) (verified against its
+            // filterbank matrix, see tests/golden/README.md); the triangle rises below f1.
+            let j0 = (libm::ceil(f0 / df) as usize).min(N_BINS);
+            let j1 = ((libm::floor(f2 / df) as usize) + 1).min(N_BINS);
             let offset = weights.len();
             let mut sum = 0.0f64;
             let mut raw = [0.0f64; N_BINS];
             for j in j0..j1 {
-                let f = j as f64 * df;
-                let m = hz_to_mel(f);
-                let w = if f >= f0 && f < f1 {
+                let m = hz_to_mel(j as f64 * df);
+                let w = if (j as f64 * df) < f1 {
                     (m - m0) / (m1 - m0)
-                } else if f >= f1 && f < f2 {
-                    (m2 - m) / (m2 - m1)
                 } else {
-                    0.0
+                    (m2 - m) / (m2 - m1)
                 };
-                raw[j - j0] = w;
-                sum += w;
+                raw[j - j0] = w.max(0.0);
+                sum += w.max(0.0);
             }
             for &w in raw.iter().take(j1.saturating_sub(j0)) {
                 let w = if sum > 0.0 { w / sum } else { 0.0 };
@@ -324,7 +323,7 @@ impl Frontend {
             mel: &self.mel,
         });
         let n = self.stats.frames;
-        if n >= WINDOW_FRAMES as u64 && (n - WINDOW_FRAMES as u64) % WINDOW_HOP as u64 == 0 {
+        if n >= WINDOW_FRAMES as u64 && (n - WINDOW_FRAMES as u64).is_multiple_of(WINDOW_HOP as u64) {
             let first = n - WINDOW_FRAMES as u64;
             for (t, row) in self.window.iter_mut().enumerate() {
                 *row = self.history[((first + t as u64) % WINDOW_FRAMES as u64) as usize];

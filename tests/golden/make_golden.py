@@ -11,7 +11,8 @@ For every clip in CLIPS this script:
      [-1, 1]; mono by averaging channels; Essentia's resampler for 48 kHz
      sources), keeps the first `max_s` seconds (or fewer if the clip is
      shorter) and writes that exact mono float32 signal to <name>.wav
-     (IEEE float 32-bit, 44 100 Hz, mono);
+     (IEEE float 32-bit, 44 100 Hz, mono; written by hand, without libsndfile's
+     time-stamped PEAK chunk, so that the bytes are reproducible);
   2. runs aisfx's Essentia `compute_spectrogram` on that WAV and writes
      <name>.essentia.f32 (raw little-endian float32, row-major [frames, 96]);
   3. computes the librosa equivalent and writes <name>.librosa.f32 (same
@@ -33,7 +34,9 @@ same number of frames.  The remaining essentia/librosa difference is the mel
 weighting: librosa's triangles are linear in Hz, Essentia's (weighting =
 'warping') are linear in HTK mel.
 
-Deterministic and re-runnable; run from the repository root with the venv
+Deterministic and re-runnable (Essentia itself may change a few values by
+<= 5.2e-8 from one run to the next in near-silent frames; an existing
+<name>.essentia.f32 that agrees within 1e-6 is kept, so reruns are idempotent); run from the repository root with the venv
 described in tests/golden/README.md:
 
     .venv-golden/bin/python tests/golden/make_golden.py
@@ -57,15 +60,33 @@ F_MIN, F_MAX = 0.0, 22050.0
 NORM_MAX = 9.457798957824707  # aisfx spectrogram_normalize('original')
 
 # (short_name, fixture file, max seconds kept). Durations are capped so that
-# tests/golden/ stays around 3 MB; forest keeps 5 s so it spans 3 model windows.
+# tests/golden/ stays around 3 MB. forest: 4.6 s -> 200 frames = exactly 3 model
+# windows (hop 50); rooster: 103 frames -> 1 window plus a dropped partial one;
+# cat/dog: 53 frames (just above aisfx's 50-frame assertion); sheep7: 40 frames
+# (below it: zero-padded to one window).
 CLIPS = [
-    ("forest", "AMBForst_Forest (ID 0100)_BSB.ogg", 5.0),      # ogg, 48 kHz stereo
+    ("forest", "AMBForst_Forest (ID 0100)_BSB.ogg", 4.6),      # ogg, 48 kHz stereo
     ("sheep7", "ANMLFarm_Sheep 7 (ID 2349)_BSB.ogg", 5.0),     # ogg, 48 kHz, 0.9 s (< 50 frames)
     ("glassknock", "DOORKnck_Knock on a glass door 1 (ID 0319)_BSB.wav", 5.0),  # wav 44.1k stereo
-    ("cat", "cat.mp3", 1.5),                                   # mp3, 48 kHz
-    ("dog", "dog.mp3", 1.5),                                   # mp3, 48 kHz
+    ("cat", "cat.mp3", 1.2),                                   # mp3, 48 kHz
+    ("dog", "dog.mp3", 1.2),                                   # mp3, 48 kHz
     ("rooster", "rooster.mp3", 5.0),                           # mp3, 44.1 kHz stereo, 2.35 s
 ]
+
+
+def write_float_wav(path, x, sr=SR):
+    """Mono IEEE-float 32-bit WAV (format tag 3): 'fmt ' (16 bytes) + 'fact' +
+    'data', i.e. what soundfile/libsndfile writes for subtype FLOAT minus its
+    'PEAK' chunk, which carries a timestamp and would make the file differ on
+    every run."""
+    import struct
+    data = np.ascontiguousarray(x, dtype="<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, sr, sr * 4, 4, 32)
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+            + b"fact" + struct.pack("<II", 4, len(x))
+            + b"data" + struct.pack("<I", len(data)) + data)
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", len(body)) + body)
 
 
 def load_aisfx_essentia_module():
@@ -215,16 +236,26 @@ def main():
         n = min(len(audio), int(round(max_s * SR)))
         x = np.ascontiguousarray(audio[:n], dtype=np.float32)
         wav = os.path.join(HERE, f"{name}.wav")
-        sf.write(wav, x, SR, subtype="FLOAT")
+        write_float_wav(wav, x)
         back = es.EasyLoader(filename=wav, sampleRate=float(SR))()
         assert back.dtype == np.float32 and np.array_equal(back, x), "WAV round trip not exact"
+        back_sf, sr_sf = sf.read(wav, dtype="float32")
+        assert sr_sf == SR and np.array_equal(back_sf, x), "WAV not readable by libsndfile"
 
         ess = np.ascontiguousarray(essentia_logmel(se, wav), dtype="<f4")
         lib = np.ascontiguousarray(librosa_logmel(x), dtype="<f4")
         ref = essentia_rule_logmel(x.astype(np.float64), rule_fb)
         assert ess.shape == (-(-n // HOP) + 1, N_MELS), ess.shape
         assert lib.shape == ess.shape and ref.shape == ess.shape
-        ess.tofile(os.path.join(HERE, f"{name}.essentia.f32"))
+        ess_path = os.path.join(HERE, f"{name}.essentia.f32")
+        if os.path.exists(ess_path):
+            # Essentia is not bit-reproducible run to run: in near-silent frames a
+            # few values flip by one float32 ulp of (1 + 1e4*m), i.e. <= 5.2e-8.
+            # Keep the checked-in file when the new run agrees within 1e-6.
+            old = np.fromfile(ess_path, dtype="<f4")
+            if old.size == ess.size and np.abs(old.reshape(ess.shape) - ess).max() <= 1e-6:
+                ess = old.reshape(ess.shape)
+        ess.tofile(ess_path)
         lib.tofile(os.path.join(HERE, f"{name}.librosa.f32"))
 
         d_lib = np.abs(ess.astype(np.float64) - lib) / NORM_MAX
