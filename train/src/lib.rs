@@ -1,1 +1,5 @@
-//! placeholder
+//! sfxtag-train: the host-side half of sfxtag (libtorch via `tch`).
+//!
+//! This crate holds the paper's CNN9-max encoder with one MLP head per dataset and optional
+//! dataset-specific BatchNorm ([`model`]). Training, evaluation and the corpus tools build on it.
+pub mod model;
