@@ -2,6 +2,10 @@
 //! 64/128/256/512 channels, 2×2 max-pool after blocks 1–3, mean over frequency, max over time →
 //! 512-d embedding; one `512 → 256 → 128 → C` MLP head per dataset.
 //!
+//! Variable names follow the safetensors scheme `export` reads (`encoder.block{N}.conv{K}.weight`,
+//! `encoder.block{N}.bn{K}.*`, `head.<name>.fc{L}.*`); with dataset-specific BatchNorm the sets
+//! are `encoder.block{N}.bnset{D}.bn{K}.*` and [`crate::checkpoint`] picks one set for export.
+//!
 //! Dataset-specific BatchNorm keeps one BN set per dataset, selected like the head, so each
 //! dataset's statistics stay its own while the convolutions are shared.
 
@@ -54,12 +58,16 @@ impl Cnn9 {
         let mut blocks = Vec::new();
         let mut c_in = 1;
         for (i, &c) in CHANNELS.iter().enumerate() {
-            let p = vs / format!("block{}", i + 1);
+            let p = vs / "encoder" / format!("block{}", i + 1);
             let conv1 = nn::conv2d(&p / "conv1", c_in, c, 3, conv_cfg);
             let conv2 = nn::conv2d(&p / "conv2", c, c, 3, conv_cfg);
             let bns = (0..n_bn)
                 .map(|k| {
-                    let q = if dataset_bn { &p / format!("bnset{k}") } else { p.clone() };
+                    let q = if dataset_bn {
+                        &p / format!("bnset{k}")
+                    } else {
+                        p.clone()
+                    };
                     (
                         nn::batch_norm2d(&q / "bn1", c, Default::default()),
                         nn::batch_norm2d(&q / "bn2", c, Default::default()),
@@ -74,7 +82,12 @@ impl Cnn9 {
             .map(|d| {
                 let p = vs / "head" / d.name.as_str();
                 nn::seq()
-                    .add(nn::linear(&p / "fc0", EMBEDDING_DIM, 256, Default::default()))
+                    .add(nn::linear(
+                        &p / "fc0",
+                        EMBEDDING_DIM,
+                        256,
+                        Default::default(),
+                    ))
                     .add_fn(|x| x.relu())
                     .add(nn::linear(&p / "fc1", 256, 128, Default::default()))
                     .add_fn(|x| x.relu())
@@ -119,7 +132,10 @@ mod tests {
     #[test]
     fn shapes_and_parameter_count_match_the_paper() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let ds = [DatasetHead { name: "a".into(), n_classes: 7 }];
+        let ds = [DatasetHead {
+            name: "a".into(),
+            n_classes: 7,
+        }];
         let m = Cnn9::new(&vs.root(), &ds, false);
         let x = Tensor::randn([2, 1, 100, 96], (Kind::Float, Device::Cpu));
         let e = m.embed(&x, 0, false);
@@ -128,7 +144,7 @@ mod tests {
         let encoder: i64 = vs
             .variables()
             .iter()
-            .filter(|(k, _)| k.starts_with("block"))
+            .filter(|(k, _)| k.starts_with("encoder."))
             .map(|(_, v)| v.numel() as i64)
             .sum();
         // ≈ 4.69 M parameters in the encoder (DESIGN §3).
@@ -139,18 +155,29 @@ mod tests {
     fn dataset_bn_keeps_one_set_per_dataset() {
         let vs = nn::VarStore::new(Device::Cpu);
         let ds = [
-            DatasetHead { name: "a".into(), n_classes: 3 },
-            DatasetHead { name: "b".into(), n_classes: 4 },
+            DatasetHead {
+                name: "a".into(),
+                n_classes: 3,
+            },
+            DatasetHead {
+                name: "b".into(),
+                n_classes: 4,
+            },
         ];
         let m = Cnn9::new(&vs.root(), &ds, true);
         let names: Vec<String> = vs.variables().into_keys().collect();
-        assert!(names.iter().any(|n| n == "block1.bnset1.bn1.weight"), "{names:?}");
+        assert!(
+            names
+                .iter()
+                .any(|n| n == "encoder.block1.bnset1.bn1.weight"),
+            "{names:?}"
+        );
         let x = Tensor::randn([4, 1, 100, 96], (Kind::Float, Device::Cpu));
         // Training mode updates only the selected set's running statistics.
-        let before = vs.variables()["block1.bnset0.bn1.running_mean"].copy();
+        let before = vs.variables()["encoder.block1.bnset0.bn1.running_mean"].copy();
         let _ = m.embed(&x, 1, true);
-        let after0 = &vs.variables()["block1.bnset0.bn1.running_mean"];
-        let after1 = &vs.variables()["block1.bnset1.bn1.running_mean"];
+        let after0 = &vs.variables()["encoder.block1.bnset0.bn1.running_mean"];
+        let after1 = &vs.variables()["encoder.block1.bnset1.bn1.running_mean"];
         assert!(before.equal(after0));
         assert!(after1.abs().sum(Kind::Float).double_value(&[]) > 0.0);
     }
