@@ -2,6 +2,7 @@
 //!
 //! This crate holds the paper's CNN9-max encoder with one MLP head per dataset and optional
 //! dataset-specific BatchNorm ([`model`]). Training, evaluation and the corpus tools build on it.
+pub mod checkpoint;
 pub mod corpus;
 pub mod fdr;
 pub mod losses;
@@ -9,3 +10,4 @@ pub mod metrics;
 pub mod model;
 pub mod prepare;
 pub mod sampler;
+pub mod trainer;
