@@ -4,6 +4,7 @@
 //! dataset-specific BatchNorm ([`model`]). Training, evaluation and the corpus tools build on it.
 pub mod checkpoint;
 pub mod corpus;
+pub mod experiment;
 pub mod fdr;
 pub mod losses;
 pub mod metrics;

@@ -149,10 +149,10 @@ impl JointLoss {
     ) -> Tensor {
         let mut loss = logits.cross_entropy_for_logits(labels);
         if self.metric != MetricLoss::None {
-            loss = loss + metric_loss(self.metric, emb, labels) * self.metric_weight;
+            loss += metric_loss(self.metric, emb, labels) * self.metric_weight;
             if let Some(w) = classifier {
                 if self.reg_weight > 0.0 {
-                    loss = loss + regularface(w) * self.reg_weight;
+                    loss += regularface(w) * self.reg_weight;
                 }
             }
         }
