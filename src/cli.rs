@@ -1,0 +1,287 @@
+//! Command line (clap derive). Every option of `run` overrides the config file and `SFXTAG_…`
+//! environment variables (precedence: defaults < file < environment < command line).
+
+use crate::source::stdin::PcmFormat;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const MODEL_HELP: &str = crate::model::MODEL_HELP;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sfxtag",
+    version,
+    about = "Always-on sound-effects tagger: audio in, UCS categories and embeddings out over MQTT",
+    long_about = "Always-on sound-effects tagger. Audio from a microphone, a file or stdin goes \
+through a log-mel frontend and an int8 CNN encoder every 2.3 s window (50 % overlap); windows are \
+labelled with UCS categories (by the model's head or by kNN over enrolled references) and \
+published over MQTT with their embeddings, debounced events and health stats.",
+    after_help = "\
+Examples:
+  sfxtag classify data/fixtures/dog.mp3                  labels per file (table)
+  sfxtag classify --format json --per-window FILES…      labels per window as JSON
+  sfxtag run --input data/fixtures/cat.mp3 --no-mqtt     replay a file, print labels
+  sfxtag run --input default --mqtt-url mqtt://localhost:1883 --device-id garden
+  arecord -D hw:1 -f S16_LE -r 48000 -c 2 -t raw | sfxtag run --input - --stdin-format s16le \\
+      --stdin-rate 48000 --stdin-channels 2 --mqtt-url mqtt://broker:1883 --device-id pi1
+  sfxtag run --config /etc/sfxtag/sfxtag.toml            the systemd service's way
+  sfxtag enroll --label DOORWood --out refs.json door1.wav door2.wav
+  sfxtag devices                                         list capture devices
+  sfxtag bench                                           latency, real-time CPU share, memory
+
+Model resolution (every command's --model): models/default, then models/aisfx-cnn9, relative to
+the current directory, then to the executable's directory and its parents, then
+/usr/share/sfxtag/models/{default,aisfx-cnn9}.
+
+Environment: SFXTAG_CONFIG names the config file; SFXTAG_<SECTION>_<FIELD> overrides one field
+(e.g. SFXTAG_MQTT_URL, SFXTAG_DEVICE_ID, SFXTAG_QUEUE_MAX_BYTES); RUST_LOG sets the log level."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once
+pub enum Command {
+    /// Run the daemon: capture or replay → labels, embeddings, events over MQTT (and stdout).
+    #[command(after_help = "\
+Examples:
+  sfxtag run --input data/fixtures/dog.mp3 --no-mqtt
+  sfxtag run --input default --mqtt-url mqtt://localhost:1883 --device-id garden
+  sfxtag run --input \"USB Audio\" --mqtt-url mqtts://broker:8883 --mqtt-ca ca.pem \\
+      --mqtt-username pi --mqtt-password-file /etc/sfxtag/mqtt.pass --device-id pi1
+  arecord -f S16_LE -r 48000 -c 2 -t raw | sfxtag run --input - --stdin-format s16le \\
+      --stdin-rate 48000 --stdin-channels 2 --no-mqtt
+
+--input: '-' is raw PCM on stdin; an existing path (or one with '/' or an audio extension) is a
+file to replay; a number is a device index from `sfxtag devices`; anything else is a device name
+(or a unique part of it), 'default' the system default input.
+
+Topics (base sfxtag/<device-id>): status (retained online/offline, last will), prediction,
+embedding, event, stats; Home Assistant discovery under homeassistant/ with --ha-discovery.")]
+    Run(RunArgs),
+    /// Label audio files: per file (and per window) UCS labels.
+    #[command(after_help = "\
+Examples:
+  sfxtag classify data/fixtures/*.mp3
+  sfxtag classify --per-window --format csv door.wav > door.csv
+  sfxtag classify --suggest-name --creator JD --source MYLIB recording.wav
+  sfxtag classify --refs refs.json --format json clip.flac")]
+    Classify(ClassifyArgs),
+    /// Write per-window z-scored embeddings (JSON lines or a .npy matrix).
+    #[command(after_help = "\
+Examples:
+  sfxtag embed --format jsonl a.wav b.ogg > emb.jsonl
+  sfxtag embed --format npy --out emb.npy a.wav       (rows in window order, float32)")]
+    Embed(EmbedArgs),
+    /// Add labelled reference embeddings to a kNN reference file (created or extended).
+    #[command(after_help = "\
+Examples:
+  sfxtag enroll --label DOORWood --out refs.json door1.wav door2.wav
+  sfxtag enroll --out refs.json DOORWood_Creak_JD_LIB.wav   (label from the UCS file name)
+  sfxtag enroll --taxonomy custom --label 'our gate' --out gate.json gate*.wav
+Then: sfxtag run --refs refs.json …  (or name it in the model's manifest [knn] table)")]
+    Enroll(EnrollArgs),
+    /// List audio capture devices (names and indices for --input).
+    Devices(DevicesArgs),
+    /// Measure per-window latency, real-time factor, CPU share in real time and peak memory.
+    #[command(after_help = "\
+Example:
+  sfxtag bench --seconds 30 --realtime-seconds 20
+Prints: encoder latency p50/p95 per window, real-time factor of the whole path (frontend,
+encoder, classification), CPU share of one core while processing real-time-paced audio, and
+peak RSS (VmHWM).")]
+    Bench(BenchArgs),
+    /// Check a config file (and environment overrides); print the effective config.
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ModelArgs {
+    #[arg(long, value_name = "DIR", help = MODEL_HELP)]
+    pub model: Option<PathBuf>,
+    /// kNN reference set (from `sfxtag enroll`); overrides the model's own [knn] set.
+    #[arg(long, value_name = "FILE")]
+    pub refs: Option<PathBuf>,
+    /// Number of labels reported per window.
+    #[arg(long, value_name = "N")]
+    pub top_k: Option<usize>,
+    /// Neighbours for kNN (default: the manifest's knn.k, else 5).
+    #[arg(long, value_name = "K")]
+    pub knn_k: Option<usize>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// Config file (TOML; see firmware-config/sfxtag.toml). Also SFXTAG_CONFIG.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Audio input: '-' (stdin), a file, a device index or name, 'default'.
+    #[arg(long, short = 'i', value_name = "SOURCE")]
+    pub input: Option<String>,
+    /// Replay files / read stdin as fast as possible, without dropping (default: real time).
+    #[arg(long)]
+    pub fast: bool,
+    /// Sample format on stdin.
+    #[arg(long, value_enum, value_name = "FMT")]
+    pub stdin_format: Option<PcmFormat>,
+    /// Sample rate on stdin (Hz).
+    #[arg(long, value_name = "HZ")]
+    pub stdin_rate: Option<u32>,
+    /// Channels on stdin.
+    #[arg(long, value_name = "N")]
+    pub stdin_channels: Option<usize>,
+    /// Capture sample rate (default: the device's default).
+    #[arg(long, value_name = "HZ")]
+    pub capture_rate: Option<u32>,
+    /// Capture channels (default: the device's default).
+    #[arg(long, value_name = "N")]
+    pub capture_channels: Option<u16>,
+    /// Device id: names the base topic sfxtag/<ID> and the MQTT client.
+    #[arg(long, value_name = "ID")]
+    pub device_id: Option<String>,
+    /// Broker: mqtt://host:port or mqtts://host:port.
+    #[arg(long, value_name = "URL")]
+    pub mqtt_url: Option<String>,
+    /// Do not publish (print only).
+    #[arg(long)]
+    pub no_mqtt: bool,
+    #[arg(long, value_name = "USER")]
+    pub mqtt_username: Option<String>,
+    /// Prefer --mqtt-password-file (command lines are visible to other users).
+    #[arg(long, value_name = "PASS")]
+    pub mqtt_password: Option<String>,
+    #[arg(long, value_name = "FILE")]
+    pub mqtt_password_file: Option<PathBuf>,
+    /// CA certificate (PEM) for mqtts://.
+    #[arg(long, value_name = "FILE")]
+    pub mqtt_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, value_name = "FILE")]
+    pub mqtt_cert: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    #[arg(long, value_name = "FILE")]
+    pub mqtt_key: Option<PathBuf>,
+    /// Base topic (default sfxtag/<device-id>).
+    #[arg(long, value_name = "TOPIC")]
+    pub base_topic: Option<String>,
+    /// Embedding payload: json (base64 f32le inside JSON), raw (bytes), off.
+    #[arg(long, value_enum, value_name = "FMT")]
+    pub embedding_format: Option<crate::config::EmbeddingFormat>,
+    /// Publish Home Assistant discovery (retained, under homeassistant/).
+    #[arg(long)]
+    pub ha_discovery: bool,
+    /// Seconds between stats messages.
+    #[arg(long, value_name = "S")]
+    pub stats_interval: Option<f64>,
+    /// Offline queue directory.
+    #[arg(long, value_name = "DIR")]
+    pub queue_dir: Option<PathBuf>,
+    /// What to print per window on stdout.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub stdout: Option<crate::config::StdoutMode>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ClassifyArgs {
+    /// Audio files (WAV, FLAC, Ogg/Vorbis, MP3).
+    #[arg(required = true, value_name = "FILES")]
+    pub files: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: TableFormat,
+    /// Also report every window (always included in json).
+    #[arg(long)]
+    pub per_window: bool,
+    /// Print a UCS-conformant file name for each file (CatID_FXName_CreatorID_SourceID).
+    #[arg(long)]
+    pub suggest_name: bool,
+    /// CreatorID block for --suggest-name.
+    #[arg(long, default_value = "SFXTAG")]
+    pub creator: String,
+    /// SourceID block for --suggest-name.
+    #[arg(long, default_value = "NONE")]
+    pub source: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EmbedFormat {
+    Jsonl,
+    Npy,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EmbedArgs {
+    #[arg(required = true, value_name = "FILES")]
+    pub files: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: EmbedFormat,
+    /// Output file (default stdout).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Raw encoder output instead of z-scored.
+    #[arg(long)]
+    pub raw: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EnrollArgs {
+    #[arg(required = true, value_name = "FILES")]
+    pub files: Vec<PathBuf>,
+    /// Label of all FILES (default: the CatID of each UCS file name).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Reference file to create or extend.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: PathBuf,
+    /// Taxonomy of the labels: ucs-catid, ucs-category or custom.
+    #[arg(long, default_value = "ucs-catid")]
+    pub taxonomy: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DevicesArgs {
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Audio to process (default: a synthetic mix of noise bursts and tones).
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Seconds of audio for the throughput run.
+    #[arg(long, default_value_t = 30.0)]
+    pub seconds: f64,
+    /// Seconds of real-time-paced audio for the CPU-share run (0 skips it).
+    #[arg(long, default_value_t = 10.0)]
+    pub realtime_seconds: f64,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckConfigArgs {
+    /// Config file (also SFXTAG_CONFIG).
+    #[arg(value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}

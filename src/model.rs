@@ -1,0 +1,181 @@
+//! Finding and loading a model directory (DESIGN §4): manifest (validated, sha256-verified),
+//! tract encoder, labelled head, kNN reference set.
+//!
+//! Resolution of the model directory when `--model` is not given, first hit wins:
+//! 1. `models/default`, then `models/aisfx-cnn9`, relative to the current directory;
+//! 2. the same two relative to the executable's directory and its parents up to three levels
+//!    (so `target/release/sfxtag` finds the checkout's `models/`);
+//! 3. `/usr/share/sfxtag/models/default`, then `/usr/share/sfxtag/models/aisfx-cnn9`.
+
+use crate::classify::{Classifier, HeadClassifier};
+use crate::encoder::Encoder;
+use crate::refs::RefSet;
+use anyhow::{Context, Result};
+use sfxtag_core::manifest::{Manifest, MANIFEST_FILE};
+use std::path::{Path, PathBuf};
+
+/// Names tried under each `models/` folder, in order.
+pub const DEFAULT_NAMES: [&str; 2] = ["default", "aisfx-cnn9"];
+pub const SYSTEM_MODELS: &str = "/usr/share/sfxtag/models";
+
+/// Help text for `--model`.
+pub const MODEL_HELP: &str = "Model directory (manifest.toml + encoder.onnx). Default: the first \
+of models/default and models/aisfx-cnn9 found relative to the current directory, then relative \
+to the executable (and up to three parent folders), then in /usr/share/sfxtag/models";
+
+/// Every candidate directory, in resolution order.
+pub fn candidates() -> Vec<PathBuf> {
+    let mut bases: Vec<PathBuf> = vec![PathBuf::from("models")];
+    if let Ok(exe) = std::env::current_exe() {
+        let mut dir = exe.parent().map(Path::to_path_buf);
+        for _ in 0..4 {
+            let Some(d) = dir else { break };
+            bases.push(d.join("models"));
+            dir = d.parent().map(Path::to_path_buf);
+        }
+    }
+    bases.push(PathBuf::from(SYSTEM_MODELS));
+    let mut out = Vec::new();
+    for b in bases {
+        for n in DEFAULT_NAMES {
+            let p = b.join(n);
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The model directory to use: `explicit` if given, else the first candidate with a manifest.
+pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let c = candidates();
+    c.iter()
+        .find(|p| p.join(MANIFEST_FILE).is_file())
+        .cloned()
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no model found. Looked for {MANIFEST_FILE} in:\n  {}\nGive one with --model DIR \
+                 (a directory written by sfxtag-export)",
+                c.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            )
+        })
+}
+
+/// Everything loaded from a model directory.
+pub struct Model {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub encoder: Encoder,
+    /// Index into `encoder.logits` of the labelled head used for `top`.
+    pub head_index: Option<usize>,
+    pub classifier: Classifier,
+    /// `id@version`, as published in payloads.
+    pub name: String,
+}
+
+pub struct LoadOptions<'a> {
+    pub refs: Option<&'a Path>,
+    pub top_k: usize,
+    /// Overrides the manifest's `knn.k`.
+    pub knn_k: Option<usize>,
+}
+
+/// Loads the manifest only (validated and hash-checked), with context naming the directory.
+pub fn load_manifest(dir: &Path) -> Result<Manifest> {
+    if !dir.join(MANIFEST_FILE).is_file() {
+        anyhow::bail!(
+            "{} is not a model directory: it has no {MANIFEST_FILE}",
+            dir.display()
+        );
+    }
+    Manifest::load(dir).with_context(|| format!("model {} is unusable", dir.display()))
+}
+
+impl Model {
+    pub fn load(dir: &Path, opts: &LoadOptions<'_>) -> Result<Self> {
+        let manifest = load_manifest(dir)?;
+        let encoder = Encoder::load(dir, &manifest)?;
+        let picked = HeadClassifier::pick(&manifest.heads);
+        let head_index = picked.as_ref().map(|(i, _)| *i);
+        let head = picked.map(|(_, h)| h);
+        let dim = manifest.encoder.embedding_dim;
+        let id = &manifest.model.id;
+        let refs = match (opts.refs, &manifest.knn) {
+            (Some(p), _) => Some(
+                RefSet::load(p, id, dim)
+                    .with_context(|| format!("cannot use --refs {}", p.display()))?,
+            ),
+            (None, Some(k)) => {
+                let p = dir.join(&k.file);
+                let set = RefSet::load(&p, id, dim).with_context(|| {
+                    format!("model {}: its kNN reference set is unusable", dir.display())
+                })?;
+                if set.taxonomy != k.taxonomy {
+                    anyhow::bail!(
+                        "model {}: manifest knn.taxonomy is {}, but {} holds {} labels",
+                        dir.display(),
+                        crate::refs::taxonomy_name(k.taxonomy),
+                        k.file,
+                        crate::refs::taxonomy_name(set.taxonomy)
+                    );
+                }
+                Some(set)
+            }
+            (None, None) => None,
+        };
+        let knn_k = opts
+            .knn_k
+            .or(manifest.knn.as_ref().map(|k| k.k))
+            .unwrap_or(5)
+            .max(1);
+        let name = format!("{}@{}", manifest.model.id, manifest.model.version);
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            classifier: Classifier {
+                head,
+                refs,
+                top_k: opts.top_k.max(1),
+                knn_k,
+            },
+            head_index,
+            encoder,
+            manifest,
+            name,
+        })
+    }
+
+    /// The labelled head's logits of the last run.
+    pub fn head_logits(&self) -> Option<&[f32]> {
+        self.head_index.map(|i| self.encoder.logits[i].as_slice())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_start_in_cwd_and_end_in_usr_share() {
+        let c = candidates();
+        assert_eq!(c[0], PathBuf::from("models/default"));
+        assert_eq!(c[1], PathBuf::from("models/aisfx-cnn9"));
+        assert_eq!(
+            c.last().unwrap(),
+            &PathBuf::from("/usr/share/sfxtag/models/aisfx-cnn9")
+        );
+    }
+
+    #[test]
+    fn missing_model_dir_says_what_is_missing() {
+        let d = tempfile::tempdir().unwrap();
+        let err = load_manifest(d.path()).unwrap_err();
+        assert!(err.to_string().contains("no manifest.toml"), "{err}");
+    }
+}
