@@ -87,15 +87,14 @@ pub fn decode_native(path: &Path) -> Result<NativeAudio, AudioError> {
             path: path.to_path_buf(),
         });
     }
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
     }
-    let probed = symphonia::default::get_probe()
-        .format(
+    let probe = |source: Box<dyn symphonia::core::io::MediaSource>| {
+        symphonia::default::get_probe().format(
             &hint,
-            mss,
+            MediaSourceStream::new(source, Default::default()),
             // Gapless: trim MP3 encoder delay and padding (as ffmpeg/Essentia do), or every MP3
             // is shifted by ~1100 samples against the reference.
             &FormatOptions {
@@ -104,10 +103,28 @@ pub fn decode_native(path: &Path) -> Result<NativeAudio, AudioError> {
             },
             &MetadataOptions::default(),
         )
-        .map_err(|e| AudioError::Unsupported {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        })?;
+    };
+    let probed = match probe(Box::new(file)) {
+        Ok(p) => p,
+        Err(e) => {
+            // Some MP3s start with a broken ID3v2 tag that symphonia's reader rejects although
+            // the audio behind it is fine (ffmpeg skips it): retry once without the tag.
+            let bytes = std::fs::read(path).map_err(|source| AudioError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            match id3v2_len(&bytes) {
+                Some(skip) if skip < bytes.len() => {
+                    probe(Box::new(std::io::Cursor::new(bytes[skip..].to_vec())))
+                }
+                _ => Err(e),
+            }
+            .map_err(|e| AudioError::Unsupported {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            })?
+        }
+    };
     let mut format = probed.format;
     let track = format
         .tracks()
@@ -201,6 +218,18 @@ pub fn decode_native(path: &Path) -> Result<NativeAudio, AudioError> {
         interleaved,
         skipped_packets: skipped,
     })
+}
+
+/// Length of a leading ID3v2 tag (header + syncsafe size + optional footer), if any.
+fn id3v2_len(b: &[u8]) -> Option<usize> {
+    if b.len() < 10 || &b[..3] != b"ID3" {
+        return None;
+    }
+    let size = b[6..10]
+        .iter()
+        .fold(0usize, |acc, &x| (acc << 7) | (x & 0x7f) as usize);
+    let footer = if b[5] & 0x10 != 0 { 10 } else { 0 };
+    Some(10 + size + footer)
 }
 
 /// Decodes a file to mono 44.1 kHz.

@@ -323,7 +323,8 @@ impl Frontend {
             mel: &self.mel,
         });
         let n = self.stats.frames;
-        if n >= WINDOW_FRAMES as u64 && (n - WINDOW_FRAMES as u64).is_multiple_of(WINDOW_HOP as u64) {
+        if n >= WINDOW_FRAMES as u64 && (n - WINDOW_FRAMES as u64).is_multiple_of(WINDOW_HOP as u64)
+        {
             let first = n - WINDOW_FRAMES as u64;
             for (t, row) in self.window.iter_mut().enumerate() {
                 *row = self.history[((first + t as u64) % WINDOW_FRAMES as u64) as usize];
