@@ -72,6 +72,8 @@ pub struct Config {
 pub struct ModelCfg {
     pub dir: Option<PathBuf>,
     pub refs: Option<PathBuf>,
+    /// Which encoder file of the model runs: see [`crate::model::Precision`].
+    pub precision: crate::model::Precision,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -415,6 +417,9 @@ impl Config {
         opt!(a.queue_dir, self.queue.dir);
         opt!(a.model.model, self.model.dir);
         opt!(a.model.refs, self.model.refs);
+        if let Some(p) = a.model.precision {
+            self.model.precision = p;
+        }
         if let Some(v) = a.embedding_format {
             self.mqtt.embedding = v;
         }

@@ -36,9 +36,10 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Loads `manifest.encoder.file` from `dir` with its embedding and head outputs.
-    pub fn load(dir: &Path, manifest: &Manifest) -> Result<Self, EncoderError> {
-        let path = dir.join(&manifest.encoder.file);
+    /// Loads encoder `file` (the manifest's int8 `encoder.file` or its fp32 twin) from `dir`
+    /// with its embedding and head outputs.
+    pub fn load(dir: &Path, manifest: &Manifest, file: &str) -> Result<Self, EncoderError> {
+        let path = dir.join(file);
         let load_err = |e: TractError| EncoderError::Load {
             path: path.display().to_string(),
             message: format!("{e:#}"),

@@ -80,7 +80,48 @@ pub struct Model {
     pub name: String,
 }
 
+/// Which of the model's encoder files runs.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// fp32 on x86-64 when the model has an fp32 twin, int8 otherwise.
+    #[default]
+    Auto,
+    /// The int8 encoder (`encoder.file`).
+    Int8,
+    /// The fp32 twin (`encoder.fp32_file`); an error when the model has none.
+    Fp32,
+}
+
+impl Precision {
+    /// The encoder file to load for this choice.
+    pub fn encoder_file(self, m: &Manifest) -> Result<String> {
+        match (self, &m.encoder.fp32_file) {
+            (Precision::Int8, _) => Ok(m.encoder.file.clone()),
+            (Precision::Fp32, Some(f)) => Ok(f.clone()),
+            (Precision::Fp32, None) => anyhow::bail!(
+                "--precision fp32: model '{}' has no fp32 encoder (manifest encoder.fp32_file); use int8",
+                m.model.id
+            ),
+            // tract's x86-64 int8 convolutions are far slower than its fp32 ones (see --help).
+            (Precision::Auto, Some(f)) if cfg!(target_arch = "x86_64") => Ok(f.clone()),
+            (Precision::Auto, _) => Ok(m.encoder.file.clone()),
+        }
+    }
+}
+
 pub struct LoadOptions<'a> {
+    pub precision: Precision,
     pub refs: Option<&'a Path>,
     pub top_k: usize,
     /// Overrides the manifest's `knn.k`.
@@ -101,7 +142,7 @@ pub fn load_manifest(dir: &Path) -> Result<Manifest> {
 impl Model {
     pub fn load(dir: &Path, opts: &LoadOptions<'_>) -> Result<Self> {
         let manifest = load_manifest(dir)?;
-        let encoder = Encoder::load(dir, &manifest)?;
+        let encoder = Encoder::load(dir, &manifest, &opts.precision.encoder_file(&manifest)?)?;
         let picked = HeadClassifier::pick(&manifest.heads);
         let head_index = picked.as_ref().map(|(i, _)| *i);
         let head = picked.map(|(_, h)| h);

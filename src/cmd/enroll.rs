@@ -45,6 +45,29 @@ pub fn run(args: EnrollArgs) -> Result<()> {
     let before = set.len();
     // Labels first, so a bad one fails before any work.
     let mut labelled = Vec::new();
+    if let Some(list) = &args.list {
+        let text = std::fs::read_to_string(list)
+            .with_context(|| format!("cannot read --list {}", list.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || (i == 0 && line == "path,label") {
+                continue;
+            }
+            let (path, label) = line.rsplit_once(',').ok_or_else(|| {
+                UsageError(format!(
+                    "{}:{}: expected `path,label`",
+                    list.display(),
+                    i + 1
+                ))
+            })?;
+            set.check_label(label.trim())
+                .map_err(|e| UsageError(format!("{}:{}: {e}", list.display(), i + 1)))?;
+            labelled.push((
+                std::path::PathBuf::from(path.trim()),
+                label.trim().to_string(),
+            ));
+        }
+    }
     for f in &args.files {
         let label = match &args.label {
             Some(l) => l.clone(),
@@ -84,6 +107,9 @@ pub fn run(args: EnrollArgs) -> Result<()> {
         eprintln!("{name}: {n} windows as {label}");
     }
     set.save(&args.out)?;
+    if args.attach {
+        attach(&args, taxonomy)?;
+    }
     eprintln!(
         "{}: {} references ({} new), {} labels, taxonomy {}, model {}",
         args.out.display(),
@@ -92,6 +118,48 @@ pub fn run(args: EnrollArgs) -> Result<()> {
         set.label_count(),
         taxonomy_name(set.taxonomy),
         set.model
+    );
+    Ok(())
+}
+
+/// Names `args.out` in the model's manifest as its kNN reference set, with its sha256; the
+/// manifest is replaced atomically (temp file + rename).
+fn attach(args: &EnrollArgs, taxonomy: sfxtag_core::manifest::Taxonomy) -> Result<()> {
+    use sfxtag_core::manifest::{sha256_hex, KnnSpec, Manifest, MANIFEST_FILE};
+    let dir = crate::model::resolve(args.model.model.as_deref())?;
+    let out = args.out.canonicalize()?;
+    let file = match (out.parent(), out.file_name()) {
+        (Some(p), Some(f)) if p == dir.canonicalize()? => f.to_string_lossy().into_owned(),
+        _ => {
+            return Err(UsageError(format!(
+                "--attach: {} must lie in the model directory {}",
+                args.out.display(),
+                dir.display()
+            ))
+            .into())
+        }
+    };
+    let mut m = Manifest::load(&dir)?;
+    let k = m
+        .knn
+        .as_ref()
+        .map(|k| k.k)
+        .or(args.model.knn_k)
+        .unwrap_or(5);
+    m.knn = Some(KnnSpec {
+        file: file.clone(),
+        taxonomy,
+        k,
+    });
+    m.files
+        .insert(file.clone(), sha256_hex(&std::fs::read(&out)?));
+    m.validate()?;
+    let tmp = dir.join(format!(".{MANIFEST_FILE}.tmp"));
+    std::fs::write(&tmp, m.to_toml())?;
+    std::fs::rename(&tmp, dir.join(MANIFEST_FILE))?;
+    eprintln!(
+        "{}: [knn] now names {file} (k = {k})",
+        dir.join(MANIFEST_FILE).display()
     );
     Ok(())
 }

@@ -25,6 +25,7 @@ pub fn load_model(args: &ModelArgs, default_top_k: usize) -> Result<Model> {
     Model::load(
         &dir,
         &LoadOptions {
+            precision: args.precision.unwrap_or_default(),
             refs: args.refs.as_deref(),
             top_k: args.top_k.unwrap_or(default_top_k),
             knn_k: args.knn_k,

@@ -235,6 +235,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let model = Model::load(
         &dir,
         &LoadOptions {
+            precision: cfg.model.precision,
             refs: cfg.model.refs.as_deref(),
             top_k: cfg.classify.top_k,
             knn_k: cfg.classify.knn_k,
