@@ -540,3 +540,38 @@ fn help_teaches() {
     assert_eq!(code, 0);
     assert!(out.contains("--mqtt-url") && out.contains("arecord"));
 }
+
+/// Zero-config first run: the shipped model (aiSFX encoder + its kNN reference set) labels the
+/// example audio with UCS CatIDs.
+#[test]
+fn shipped_model_labels_the_example_audio() {
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/aisfx-cnn9");
+    let files = [
+        "rooster.mp3",
+        "horse.mp3",
+        "ANMLFarm_Sheep 7 (ID 2349)_BSB.ogg",
+    ];
+    let mut args = vec![
+        "classify".to_string(),
+        "--model".into(),
+        s(&model),
+        "--format".into(),
+        "json".into(),
+    ];
+    args.extend(files.iter().map(|f| s(&fixture(f))));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = run_bin(&args, &[], T);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let top: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["top"][0]["catid"].as_str().unwrap_or(""))
+        .collect();
+    // Measured with the shipped refs: rooster and sheep → ANMLFarm, horse → ANMLHors.
+    assert_eq!(top, ["ANMLFarm", "ANMLHors", "ANMLFarm"], "{out}");
+    for f in v["files"].as_array().unwrap() {
+        assert_eq!(f["top"][0]["category"], "ANIMALS");
+    }
+}

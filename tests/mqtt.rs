@@ -359,26 +359,29 @@ fn refused_credentials_are_fatal_and_clear() {
     )
     .expect("this test needs mosquitto");
     let model = make_model(&d.path().join("m"), Head::Labelled, None);
-    let (code, _, err) = run_bin(
-        &[
-            "run",
-            "--model",
-            &s(&model),
-            "--input",
-            &s(&fixture("cat.mp3")),
-            "--fast",
-            "--mqtt-url",
-            &format!("mqtt://{}", m.addr()),
-            "--mqtt-username",
-            "sfx",
-            "--mqtt-password",
-            "wrong",
-            "--queue-dir",
-            &s(&d.path().join("q")),
-        ],
-        &[],
-        T,
-    );
+    let run_with = |password: &str| {
+        run_bin(
+            &[
+                "run",
+                "--model",
+                &s(&model),
+                "--input",
+                &s(&fixture("cat.mp3")),
+                "--fast",
+                "--mqtt-url",
+                &format!("mqtt://{}", m.addr()),
+                "--mqtt-username",
+                "sfx",
+                "--mqtt-password",
+                password,
+                "--queue-dir",
+                &s(&d.path().join("q")),
+            ],
+            &[],
+            T,
+        )
+    };
+    let (code, _, err) = run_with("wrong");
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("refused") && err.contains("mqtt.username"),
@@ -387,26 +390,7 @@ fn refused_credentials_are_fatal_and_clear() {
     assert!(!err.contains("panicked"), "{err}");
     // The right password works, and the messages of the refused run (kept in the queue
     // directory) are delivered first.
-    let (code, _, err) = run_bin(
-        &[
-            "run",
-            "--model",
-            &s(&model),
-            "--input",
-            &s(&fixture("cat.mp3")),
-            "--fast",
-            "--mqtt-url",
-            &format!("mqtt://{}", m.addr()),
-            "--mqtt-username",
-            "sfx",
-            "--mqtt-password",
-            "right",
-            "--queue-dir",
-            &s(&d.path().join("q")),
-        ],
-        &[],
-        T,
-    );
+    let (code, _, err) = run_with("right");
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("kept in the offline queue"), "{err}");
 }

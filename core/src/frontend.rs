@@ -355,20 +355,22 @@ pub fn mel_spectrogram(samples: &[f32]) -> alloc::vec::Vec<MelFrame> {
     out
 }
 
+/// Number of model windows aiSFX cuts from `frames` frames: every `WINDOW_HOP` frames, the last
+/// partial one dropped, and one zero-padded window for a clip shorter than a window (0 for none).
+pub fn window_count(frames: usize) -> usize {
+    match frames {
+        0 => 0,
+        f if f <= WINDOW_FRAMES => 1,
+        f => (f - WINDOW_FRAMES) / WINDOW_HOP + 1,
+    }
+}
+
 /// Whole-clip model windows, as aiSFX blocks a spectrogram: windows of `WINDOW_FRAMES` frames
 /// every `WINDOW_HOP` frames, the last partial one dropped; a clip shorter than one window gives
 /// one window zero-padded to `WINDOW_FRAMES` frames. An empty spectrogram gives no window.
 pub fn model_windows(frames: &[MelFrame]) -> alloc::vec::Vec<alloc::boxed::Box<ModelWindow>> {
     let mut out = alloc::vec::Vec::new();
-    if frames.is_empty() {
-        return out;
-    }
-    let n = if frames.len() < WINDOW_FRAMES {
-        1
-    } else {
-        (frames.len() - WINDOW_FRAMES) / WINDOW_HOP + 1
-    };
-    for w in 0..n {
+    for w in 0..window_count(frames.len()) {
         let mut win = alloc::boxed::Box::new([[0.0f32; N_MELS]; WINDOW_FRAMES]);
         for (t, row) in win.iter_mut().enumerate() {
             if let Some(frame) = frames.get(w * WINDOW_HOP + t) {

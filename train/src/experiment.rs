@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use sfxtag_core::frontend::{MelFrame, N_MELS, WINDOW_FRAMES, WINDOW_HOP};
+use sfxtag_core::frontend::{window_count, MelFrame, N_MELS, WINDOW_FRAMES, WINDOW_HOP};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -133,12 +133,7 @@ fn mfcc_windows(clips: &[Clip]) -> (Vec<Vec<f32>>, Vec<usize>) {
     let mut e = Vec::new();
     let mut l = Vec::new();
     for c in clips {
-        let n = if c.frames.len() <= WINDOW_FRAMES {
-            1
-        } else {
-            (c.frames.len() - WINDOW_FRAMES) / WINDOW_HOP + 1
-        };
-        for w in 0..n {
+        for w in 0..window_count(c.frames.len()).max(1) {
             let s = w * WINDOW_HOP;
             let end = (s + WINDOW_FRAMES).min(c.frames.len());
             e.push(mfcc_stats(&c.frames[s..end]));
@@ -234,6 +229,13 @@ pub fn run(
     let (trained, cfg) = best.expect("at least one trial");
     checkpoint::save(&trained.vs, &out.join("model.safetensors"))?;
     checkpoint::save_for_export(&trained.vs, 0, &out.join("export.safetensors"))?;
+    // One label file per head, in logit order, for `sfxtag-export --head-labels NAME=FILE`.
+    for d in datasets {
+        std::fs::write(
+            out.join(format!("labels-{}.txt", d.name)),
+            d.classes.join("\n") + "\n",
+        )?;
+    }
     // Baselines beside the trained encoder: a randomly initialised CNN9 and MFCC statistics.
     let random_vs = tch::nn::VarStore::new(cfg.device);
     let heads: Vec<DatasetHead> = trained.model.datasets.clone();

@@ -11,7 +11,7 @@ use crate::model::{Cnn9, DatasetHead};
 use crate::sampler;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use sfxtag_core::frontend::{normalise, MelFrame, N_MELS, WINDOW_FRAMES, WINDOW_HOP};
+use sfxtag_core::frontend::{normalise, window_count, MelFrame, N_MELS, WINDOW_FRAMES, WINDOW_HOP};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 use thiserror::Error;
@@ -396,11 +396,7 @@ pub fn embed_windows(
     let _guard = tch::no_grad_guard();
     let mut items: Vec<(&Clip, usize)> = Vec::new();
     for c in clips {
-        let n = if c.frames.len() <= WINDOW_FRAMES {
-            1
-        } else {
-            (c.frames.len() - WINDOW_FRAMES) / WINDOW_HOP + 1
-        };
+        let n = window_count(c.frames.len()).max(1);
         items.extend((0..n).map(|w| (c, w * WINDOW_HOP)));
     }
     let mut emb = Vec::with_capacity(items.len());
