@@ -271,12 +271,14 @@ const SECTIONS: [&str; 7] = [
     "model", "input", "classify", "events", "mqtt", "queue", "output",
 ];
 
-/// Environment variables that are not config fields.
-const NOT_FIELDS: [&str; 2] = ["SFXTAG_CONFIG", "SFXTAG_LOG"];
+/// Top-level (section-less) fields that the environment may set.
+const TOP_LEVEL_FIELDS: [&str; 1] = ["device_id"];
 
 /// Applies `SFXTAG_<SECTION>_<FIELD>=value` (or `SFXTAG_<FIELD>` for top-level fields) to the
 /// parsed TOML table. Values are parsed as TOML values when they can be (numbers, booleans), else
-/// taken as strings. `SFXTAG_TEST_*` is ignored (test harness).
+/// taken as strings. A variable naming a section is strict (an unknown field is an error, so a
+/// typo is caught); other `SFXTAG_*` variables (`SFXTAG_CONFIG`, `SFXTAG_LOG`, the build and test
+/// scripts' own settings) are not config fields and are ignored.
 pub fn apply_env(
     table: &mut toml::Table,
     vars: impl IntoIterator<Item = (String, String)>,
@@ -285,16 +287,14 @@ pub fn apply_env(
         let Some(rest) = var.strip_prefix("SFXTAG_") else {
             continue;
         };
-        if NOT_FIELDS.contains(&var.as_str()) || rest.starts_with("TEST_") {
-            continue;
-        }
         let lower = rest.to_ascii_lowercase();
         let (section, field) = match SECTIONS
             .iter()
             .find(|s| lower.starts_with(&format!("{s}_")))
         {
             Some(s) => (Some(*s), lower[s.len() + 1..].to_string()),
-            None => (None, lower.clone()),
+            None if TOP_LEVEL_FIELDS.contains(&lower.as_str()) => (None, lower.clone()),
+            None => continue,
         };
         let parsed: toml::Value = format!("v = {value}")
             .parse::<toml::Table>()
@@ -656,6 +656,8 @@ mod tests {
                 ("SFXTAG_QUEUE_POLICY", "drop-newest"),
                 ("SFXTAG_TEST_MQTT", "127.0.0.1:1883"),
                 ("SFXTAG_CONFIG", "ignored"),
+                ("SFXTAG_CROSS_TARGET_DIR", "/tmp/x"),
+                ("SFXTAG_REQUIRE_AISFX", "1"),
                 ("PATH", "/bin"),
             ]),
         )
