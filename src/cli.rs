@@ -26,6 +26,8 @@ Examples:
       --stdin-rate 48000 --stdin-channels 2 --mqtt-url mqtt://broker:1883 --device-id pi1
   sfxtag run --config /etc/sfxtag/sfxtag.toml            the systemd service's way
   sfxtag enroll --label DOORWood --out refs.json door1.wav door2.wav
+  sfxtag run --input default --no-mqtt --record clips/   record tagged clips of every event
+  sfxtag tag --rename --out tagged/ takes/*.wav          tag recordings made elsewhere
   sfxtag devices                                         list capture devices
   sfxtag bench                                           latency, real-time CPU share, memory
 
@@ -59,7 +61,11 @@ file to replay; a number is a device index from `sfxtag devices`; anything else 
 (or a unique part of it), 'default' the system default input.
 
 Topics (base sfxtag/<device-id>): status (retained online/offline, last will), prediction,
-embedding, event, stats; Home Assistant discovery under homeassistant/ with --ha-discovery.")]
+embedding, event, stats; Home Assistant discovery under homeassistant/ with --ha-discovery.
+
+--record DIR writes each event (pre-roll to post-roll, the device's native rate and channels) as
+a UCS-named Broadcast WAV with bext and iXML tags; --record-mode continuous writes takes instead.
+The rest of [record] (roll lengths, take length, names, disk bound) is in the config file.")]
     Run(RunArgs),
     /// Label audio files: per file (and per window) UCS labels.
     #[command(after_help = "\
@@ -83,6 +89,20 @@ Examples:
   sfxtag enroll --taxonomy custom --label 'our gate' --out gate.json gate*.wav
 Then: sfxtag run --refs refs.json …  (or name it in the model's manifest [knn] table)")]
     Enroll(EnrollArgs),
+    /// Write UCS tags (bext + iXML) into recordings: tagged copies, in place, and/or UCS names.
+    #[command(after_help = "\
+Examples:
+  sfxtag tag --out tagged/ takes/*.wav              tagged copies (names kept)
+  sfxtag tag --rename --creator JD --source GARDEN --out tagged/ takes/*.flac
+  sfxtag tag --in-place --rename takes/*.wav        lists the renames; add --yes to apply
+  sfxtag tag --in-place --yes take1.wav             tags take1.wav, keeps take1.wav.bak
+
+Each file is analysed like `sfxtag classify` (mean of the window scores). Written: a Broadcast
+WAV with bext (description, originator, reference) and iXML USER fields (CATID, CATEGORY,
+SUBCATEGORY, CATEGORYFULL, FXNAME, KEYWORDS, NOTES with the scores and the model, DESIGNER,
+LIBRARY, LOCATION) that Soundminer, BaseHead, Soundly and Reaper read. Non-WAV sources become WAV
+copies; other chunks of a source WAV (cue markers, …) are not carried over.")]
+    Tag(TagArgs),
     /// List audio capture devices (names and indices for --input).
     Devices(DevicesArgs),
     /// Measure per-window latency, real-time factor, CPU share in real time and peak memory.
@@ -186,6 +206,63 @@ pub struct RunArgs {
     /// What to print per window on stdout.
     #[arg(long, value_enum, value_name = "MODE")]
     pub stdout: Option<crate::config::StdoutMode>,
+    /// Record tagged clips (UCS-named Broadcast WAV) into DIR: turns [record] on.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// What to record: a clip per event, or continuous takes.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub record_mode: Option<crate::config::RecordMode>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TagFormat {
+    /// Keep the source's precision (16/24-bit integer stays, float and lossy sources → float).
+    Keep,
+    Pcm16,
+    Pcm24,
+    Float32,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TagArgs {
+    /// Audio files (WAV, FLAC, Ogg/Vorbis, MP3).
+    #[arg(required = true, value_name = "FILES")]
+    pub files: Vec<PathBuf>,
+    /// Directory for the tagged copies (default: ./tagged). Not with --in-place.
+    #[arg(long, value_name = "DIR", conflicts_with = "in_place")]
+    pub out: Option<PathBuf>,
+    /// Tag WAV files in place. The original is kept as FILE.bak (never overwritten).
+    #[arg(long)]
+    pub in_place: bool,
+    /// Name the results UCS-style: CatID_FXName_CreatorID_SourceID.wav.
+    #[arg(long)]
+    pub rename: bool,
+    /// Only list what would be done.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Apply --in-place --rename without the listing first.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Sample format of the written files.
+    #[arg(long, value_enum, default_value = "keep")]
+    pub sample_format: TagFormat,
+    /// CreatorID block of UCS names (the recordist or designer's initials).
+    #[arg(long, default_value = "SFXTAG")]
+    pub creator: String,
+    /// SourceID block of UCS names (library or project).
+    #[arg(long, default_value = "NONE")]
+    pub source: String,
+    /// iXML DESIGNER.
+    #[arg(long, default_value = "")]
+    pub designer: String,
+    /// iXML LIBRARY.
+    #[arg(long, default_value = "")]
+    pub library: String,
+    /// iXML LOCATION.
+    #[arg(long, default_value = "")]
+    pub location: String,
     #[command(flatten)]
     pub model: ModelArgs,
 }

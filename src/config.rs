@@ -64,6 +64,7 @@ pub struct Config {
     pub events: EventsCfg,
     pub mqtt: MqttCfg,
     pub queue: QueueCfg,
+    pub record: RecordCfg,
     pub output: OutputCfg,
 }
 
@@ -213,6 +214,66 @@ impl Default for QueueCfg {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordMode {
+    /// A clip per event (overlapping events share one), with pre- and post-roll.
+    Events,
+    /// Back-to-back takes of `take_minutes`, each tagged with the labels found in it.
+    Continuous,
+}
+
+/// `[record]`: tag on capture (off by default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordCfg {
+    pub enabled: bool,
+    pub dir: Option<PathBuf>,
+    pub mode: RecordMode,
+    pub format: crate::record::bwf::SampleFormat,
+    pub pre_roll_s: f64,
+    pub post_roll_s: f64,
+    pub max_clip_s: f64,
+    pub take_minutes: f64,
+    /// Continuous mode: a window's top label is kept when its score reaches this (default:
+    /// events.on).
+    pub label_threshold: Option<f32>,
+    pub creator_id: String,
+    /// Default: the device id.
+    pub source_id: Option<String>,
+    pub designer: String,
+    pub library: String,
+    pub location: String,
+    pub fallback_catid: String,
+    /// Bound on the clips' total size in MiB (0: no bound).
+    pub max_disk_mb: u64,
+    pub keep_per_category: usize,
+}
+
+impl Default for RecordCfg {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            dir: None,
+            mode: RecordMode::Events,
+            format: crate::record::bwf::SampleFormat::Pcm24,
+            pre_roll_s: 2.0,
+            post_roll_s: 2.0,
+            max_clip_s: 120.0,
+            take_minutes: 10.0,
+            label_threshold: None,
+            creator_id: "SFXTAG".into(),
+            source_id: None,
+            designer: String::new(),
+            library: String::new(),
+            location: String::new(),
+            fallback_catid: "AMBMisc".into(),
+            max_disk_mb: 4096,
+            keep_per_category: 3,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputCfg {
@@ -237,6 +298,7 @@ impl Default for Config {
             events: EventsCfg::default(),
             mqtt: MqttCfg::default(),
             queue: QueueCfg::default(),
+            record: RecordCfg::default(),
             output: OutputCfg::default(),
         }
     }
@@ -267,8 +329,8 @@ pub fn default_device_id() -> String {
 }
 
 /// Sections of the file (for mapping environment variables).
-const SECTIONS: [&str; 7] = [
-    "model", "input", "classify", "events", "mqtt", "queue", "output",
+const SECTIONS: [&str; 8] = [
+    "model", "input", "classify", "events", "mqtt", "queue", "record", "output",
 ];
 
 /// Top-level (section-less) fields that the environment may set.
@@ -432,6 +494,13 @@ impl Config {
         if let Some(v) = a.stdout {
             self.output.stdout = v;
         }
+        if let Some(d) = &a.record {
+            self.record.enabled = true;
+            self.record.dir = Some(d.clone());
+        }
+        if let Some(m) = a.record_mode {
+            self.record.mode = m;
+        }
         if let Some(v) = a.model.top_k {
             self.classify.top_k = v;
         }
@@ -555,6 +624,46 @@ impl Config {
                 return Err(invalid("mqtt.keep_alive_s", "must be 5–3600 seconds"));
             }
         }
+        let r = &self.record;
+        if r.enabled {
+            let range = |field: &str, v: f64, lo: f64, hi: f64| {
+                if v.is_nan() || v < lo || v > hi {
+                    Err(invalid(field, format!("{v} is outside {lo}–{hi}")))
+                } else {
+                    Ok(())
+                }
+            };
+            range("record.pre_roll_s", r.pre_roll_s, 0.0, 30.0)?;
+            range("record.post_roll_s", r.post_roll_s, 0.0, 60.0)?;
+            range("record.max_clip_s", r.max_clip_s, 1.0, 4.0 * 3600.0)?;
+            range("record.take_minutes", r.take_minutes, 0.05, 24.0 * 60.0)?;
+            if let Some(t) = r.label_threshold {
+                range("record.label_threshold", t as f64, 0.0, 1.0)?;
+            }
+            if r.mode == RecordMode::Events && !self.events.enabled {
+                return Err(invalid(
+                    "record.mode",
+                    "\"events\" needs events.enabled = true (or use mode = \"continuous\")",
+                ));
+            }
+            if sfxtag_core::ucs::validate_cat_id(&r.fallback_catid).is_err() {
+                return Err(invalid(
+                    "record.fallback_catid",
+                    format!("'{}' is not a UCS CatID (e.g. AMBMisc)", r.fallback_catid),
+                ));
+            }
+            for (field, v) in [
+                ("record.creator_id", Some(&r.creator_id)),
+                ("record.source_id", r.source_id.as_ref()),
+            ] {
+                if v.is_some_and(|v| sfxtag_core::ucs::sanitize_block(v).is_empty()) {
+                    return Err(invalid(
+                        field,
+                        "must not be empty (it is a block of the UCS file name)",
+                    ));
+                }
+            }
+        }
         let q = &self.queue;
         if q.max_bytes < 64 * 1024 {
             return Err(invalid("queue.max_bytes", "must be at least 65536 bytes"));
@@ -579,24 +688,73 @@ impl Config {
     /// `queue.dir`, else `$STATE_DIRECTORY/queue-<id>` (systemd), else
     /// `$XDG_STATE_HOME/sfxtag/queue-<id>` or `~/.local/state/sfxtag/queue-<id>`, else a temp dir.
     pub fn queue_dir(&self) -> PathBuf {
-        if let Some(d) = &self.queue.dir {
-            return d.clone();
+        match &self.queue.dir {
+            Some(d) => d.clone(),
+            None => state_path(&format!("queue-{}", self.device_id)),
         }
-        let leaf = format!("queue-{}", self.device_id);
-        if let Ok(s) = std::env::var("STATE_DIRECTORY") {
-            if let Some(first) = s.split(':').next().filter(|s| !s.is_empty()) {
-                return PathBuf::from(first).join(leaf);
-            }
-        }
-        if let Ok(x) = std::env::var("XDG_STATE_HOME") {
-            return PathBuf::from(x).join("sfxtag").join(leaf);
-        }
-        if let Ok(h) = std::env::var("HOME") {
-            return PathBuf::from(h).join(".local/state/sfxtag").join(leaf);
-        }
-        std::env::temp_dir().join("sfxtag").join(leaf)
     }
 
+    /// `record.dir`, else `clips-<id>` in the same state directory as the queue.
+    pub fn record_dir(&self) -> PathBuf {
+        match &self.record.dir {
+            Some(d) => d.clone(),
+            None => state_path(&format!("clips-{}", self.device_id)),
+        }
+    }
+
+    /// `[record]` resolved for the recorder.
+    pub fn record_settings(&self) -> crate::record::recorder::RecordSettings {
+        let r = &self.record;
+        crate::record::recorder::RecordSettings {
+            dir: self.record_dir(),
+            format: r.format,
+            pre_roll_s: r.pre_roll_s,
+            post_roll_s: r.post_roll_s,
+            max_clip_s: r.max_clip_s,
+            take_s: r.take_minutes * 60.0,
+            mode: match r.mode {
+                RecordMode::Events => crate::record::planner::RecordMode::Events,
+                RecordMode::Continuous => crate::record::planner::RecordMode::Continuous,
+            },
+            label_threshold: r.label_threshold.unwrap_or(self.events.on),
+            hold_s: self.events.hold_s,
+            tags: crate::record::tagging::TagSettings {
+                creator_id: r.creator_id.clone(),
+                source_id: r
+                    .source_id
+                    .clone()
+                    .unwrap_or_else(|| self.device_id.clone()),
+                designer: r.designer.clone(),
+                library: r.library.clone(),
+                location: r.location.clone(),
+                fallback_catid: r.fallback_catid.clone(),
+            },
+            retention: crate::record::retention::RetentionPolicy {
+                max_bytes: r.max_disk_mb * 1024 * 1024,
+                keep_per_category: r.keep_per_category,
+            },
+        }
+    }
+}
+
+/// `$STATE_DIRECTORY/<leaf>` (systemd), else `$XDG_STATE_HOME/sfxtag/<leaf>` or
+/// `~/.local/state/sfxtag/<leaf>`, else a temp dir.
+fn state_path(leaf: &str) -> PathBuf {
+    if let Ok(s) = std::env::var("STATE_DIRECTORY") {
+        if let Some(first) = s.split(':').next().filter(|s| !s.is_empty()) {
+            return PathBuf::from(first).join(leaf);
+        }
+    }
+    if let Ok(x) = std::env::var("XDG_STATE_HOME") {
+        return PathBuf::from(x).join("sfxtag").join(leaf);
+    }
+    if let Ok(h) = std::env::var("HOME") {
+        return PathBuf::from(h).join(".local/state/sfxtag").join(leaf);
+    }
+    std::env::temp_dir().join("sfxtag").join(leaf)
+}
+
+impl Config {
     /// The password from `mqtt.password` or `mqtt.password_file`.
     pub fn mqtt_password(&self) -> Result<Option<String>, ConfigError> {
         if let Some(p) = &self.mqtt.password_file {

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Classify(a) => cmd::classify::run(a),
         Command::Embed(a) => cmd::embed::run(a),
         Command::Enroll(a) => cmd::enroll::run(a),
+        Command::Tag(a) => cmd::tag::run(a),
         Command::Devices(a) => cmd::devices::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::CheckConfig(a) => check_config(a),

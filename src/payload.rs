@@ -5,7 +5,7 @@
 //! | `<base>/status` | `online` / `offline` (plain text; `offline` is also the last will) | yes |
 //! | `<base>/prediction` | [`PredictionMsg`] JSON, one per window | no |
 //! | `<base>/embedding` | [`EmbeddingMsg`] JSON, or the raw `dim × 4` bytes of f32le | no |
-//! | `<base>/event` | [`EventMsg`] JSON: debounced start / update / end | no |
+//! | `<base>/event` | [`EventMsg`] JSON: debounced start / update / end; `clip` when recorded | no |
 //! | `<base>/stats` | [`StatsMsg`] JSON, periodic | no |
 //! | `<prefix>/<component>/sfxtag_<id>/<object>/config` | Home Assistant discovery | yes |
 //!
@@ -205,7 +205,7 @@ pub struct EventMsg {
     pub v: u32,
     /// `<run id>-<counter>`: unique across restarts.
     pub id: String,
-    /// `start`, `update` or `end`.
+    /// `start`, `update`, `end`, or `clip` once a recorded clip of the event is on disk.
     pub phase: String,
     pub catid: Option<String>,
     pub category: Option<String>,
@@ -220,9 +220,50 @@ pub struct EventMsg {
     pub ts_end: Option<String>,
     pub source: String,
     pub model: String,
+    /// `clip` messages: the recorded file's name (in the recording directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<String>,
+    /// `clip` messages: the clip's length in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_s: Option<f64>,
 }
 
 impl EventMsg {
+    /// A recorded clip is on disk: `id` is the event's id (or the take's, in continuous mode),
+    /// the label is the clip's best, times are the clip's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn clip(
+        id: String,
+        best: Option<&Label>,
+        start_s: f64,
+        end_s: f64,
+        stream_start: SystemTime,
+        source: &str,
+        model: &str,
+        file: String,
+    ) -> Self {
+        let score = best.map(|l| round4(l.score)).unwrap_or(0.0);
+        Self {
+            v: VERSION,
+            id,
+            phase: "clip".into(),
+            catid: best.and_then(|l| l.catid.clone()),
+            category: best.and_then(|l| l.category.clone()),
+            subcategory: best.and_then(|l| l.subcategory.clone()),
+            label: best.map(|l| l.label.clone()).unwrap_or_default(),
+            score,
+            peak: score,
+            start_s,
+            end_s: Some(end_s),
+            ts_start: rfc3339(stream_time(stream_start, start_s)),
+            ts_end: Some(rfc3339(stream_time(stream_start, end_s))),
+            source: source.into(),
+            model: model.into(),
+            clip_s: Some(((end_s - start_s) * 1000.0).round() / 1000.0),
+            clip: Some(file),
+        }
+    }
+
     pub fn new(
         run_id: &str,
         e: &Event,
@@ -246,6 +287,8 @@ impl EventMsg {
             ts_end: e.end_s.map(|s| rfc3339(stream_time(stream_start, s))),
             source: source.into(),
             model: model.into(),
+            clip: None,
+            clip_s: None,
         }
     }
 }
@@ -355,7 +398,8 @@ pub fn ha_discovery(
         "unique_id": format!("{node}_event"),
         "object_id": format!("{node}_event"),
         "state_topic": topics.event,
-        "value_template": "{{ 'OFF' if value_json.phase == 'end' else 'ON' }}",
+        // `clip` messages render empty, which Home Assistant ignores.
+        "value_template": "{% if value_json.phase == 'end' %}OFF{% elif value_json.phase in ['start', 'update'] %}ON{% endif %}",
         "json_attributes_topic": topics.event,
         "device_class": "sound",
     }));

@@ -241,6 +241,24 @@ impl Processor {
     }
 }
 
+/// Where the worker's output goes.
+pub trait WorkerSink {
+    /// One processed window.
+    fn window(&mut self, w: WindowOut<'_>);
+    /// Audio as read from the ring, at the source's rate and channel count (interleaved), before
+    /// processing. `first_frame` counts source frames from the start, dropped audio included.
+    fn audio(&mut self, _first_frame: u64, _interleaved: &[f32]) {}
+}
+
+/// A sink that only wants windows.
+pub struct OnWindow<F>(pub F);
+
+impl<F: FnMut(WindowOut<'_>)> WorkerSink for OnWindow<F> {
+    fn window(&mut self, w: WindowOut<'_>) {
+        (self.0)(w)
+    }
+}
+
 /// Why the worker stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkerEnd {
@@ -308,7 +326,7 @@ impl Worker {
         &mut self,
         stop: &dyn Fn() -> bool,
         heartbeat: &dyn Fn(),
-        on_window: &mut dyn FnMut(WindowOut<'_>),
+        sink: &mut dyn WorkerSink,
     ) -> Result<WorkerEnd> {
         let ch = self.info.channels.max(1);
         let rate = self.info.rate as f64;
@@ -345,7 +363,7 @@ impl Worker {
                     if let Some(e) = self.shared.error() {
                         return Err(anyhow!(e));
                     }
-                    self.flush(on_window)?;
+                    self.flush(&mut |w| sink.window(w))?;
                     return Ok(WorkerEnd::EndOfStream);
                 }
                 std::thread::sleep(Duration::from_millis(5));
@@ -360,10 +378,12 @@ impl Worker {
                 self.interleaved[a.len()..a.len() + b.len()].copy_from_slice(b);
                 chunk.commit_all();
             }
+            sink.audio(self.frames_in, &self.interleaved[..take]);
             self.frames_in += frames as u64;
             downmix_into(&self.interleaved[..take], ch, &mut self.mono[..frames]);
             let processor = &mut self.processor;
             let mut err = None;
+            let on_window = &mut |w: WindowOut<'_>| sink.window(w);
             self.resampler.push(&self.mono[..frames], |s| {
                 if err.is_none() {
                     err = processor.push(s, on_window).err();

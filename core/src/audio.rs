@@ -7,7 +7,10 @@ use rubato::{FftFixedIn, Resampler};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::codecs::{
+    DecoderOptions, CODEC_TYPE_NULL, CODEC_TYPE_PCM_F32BE, CODEC_TYPE_PCM_F32LE,
+    CODEC_TYPE_PCM_F64BE, CODEC_TYPE_PCM_F64LE,
+};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::FormatOptions;
 use symphonia::core::io::MediaSourceStream;
@@ -56,6 +59,10 @@ pub struct NativeAudio {
     pub interleaved: Vec<f32>,
     /// Packets that failed to decode and were skipped (a damaged stretch, not the whole file).
     pub skipped_packets: usize,
+    /// Bits per sample of the stored PCM (WAV, FLAC), when the container says.
+    pub bits_per_sample: Option<u32>,
+    /// The stored samples are floating point (float WAV).
+    pub float: bool,
 }
 
 impl NativeAudio {
@@ -134,6 +141,14 @@ pub fn decode_native(path: &Path) -> Result<NativeAudio, AudioError> {
             path: path.to_path_buf(),
         })?;
     let track_id = track.id;
+    let bits_per_sample = track.codec_params.bits_per_sample;
+    let float = [
+        CODEC_TYPE_PCM_F32LE,
+        CODEC_TYPE_PCM_F32BE,
+        CODEC_TYPE_PCM_F64LE,
+        CODEC_TYPE_PCM_F64BE,
+    ]
+    .contains(&track.codec_params.codec);
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
         .map_err(|e| AudioError::Unsupported {
@@ -217,6 +232,8 @@ pub fn decode_native(path: &Path) -> Result<NativeAudio, AudioError> {
         channels,
         interleaved,
         skipped_packets: skipped,
+        bits_per_sample,
+        float,
     })
 }
 

@@ -4,7 +4,7 @@
 
 use super::load_model;
 use crate::cli::BenchArgs;
-use crate::pipeline::{Processor, Worker, WorkerParams};
+use crate::pipeline::{OnWindow, Processor, WindowOut, Worker, WorkerParams};
 use crate::source::{push_blocking, push_live, ring, SourceInfo, SourceShared};
 use crate::stats::{cpu_time_s, peak_rss_kib, LatencyRing};
 use anyhow::{Context, Result};
@@ -111,7 +111,7 @@ fn run_worker(
     )?;
     let cpu0 = cpu_time_s();
     let t0 = Instant::now();
-    worker.run(&|| false, &|| {}, &mut |_| {})?;
+    worker.run(&|| false, &|| {}, &mut OnWindow(|_: WindowOut<'_>| {}))?;
     let wall = t0.elapsed().as_secs_f64();
     let cpu = match (cpu0, cpu_time_s()) {
         (Some(a), Some(b)) => b - a,

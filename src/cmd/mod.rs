@@ -7,6 +7,7 @@ pub mod devices;
 pub mod embed;
 pub mod enroll;
 pub mod run;
+pub mod tag;
 
 use crate::cli::ModelArgs;
 use crate::model::{LoadOptions, Model};

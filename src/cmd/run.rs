@@ -16,8 +16,9 @@ use crate::payload::{
     self, rfc3339, stream_time, AudioStats, EmbeddingMsg, EventMsg, LatencyMsg, PredictionMsg,
     QueueStatsMsg, StatsMsg, Topics,
 };
-use crate::pipeline::{Processor, WindowOut, Worker, WorkerEnd, WorkerParams};
+use crate::pipeline::{Processor, WindowOut, Worker, WorkerEnd, WorkerParams, WorkerSink};
 use crate::queue::{DiskQueue, DropPolicy, QueueConfig, Record};
+use crate::record::recorder::{ClipWritten, Recorder};
 use crate::service::{self, Heartbeat};
 use crate::source::{self, InputSpec, SourceShared};
 use crate::stats::{AudioCounters, LatencyRing};
@@ -61,6 +62,23 @@ struct Emitter {
     events: Vec<crate::events::Event>,
     latency: Arc<Mutex<LatencyRing>>,
     counters: Arc<SourceShared>,
+    recorder: Option<Recorder>,
+    /// Source sample rate (clip frames → stream seconds).
+    rate: u32,
+    clips: u64,
+    clip_errors: u64,
+}
+
+impl WorkerSink for Emitter {
+    fn window(&mut self, w: WindowOut<'_>) {
+        self.on_window(w);
+    }
+
+    fn audio(&mut self, first_frame: u64, interleaved: &[f32]) {
+        if let Some(r) = &mut self.recorder {
+            r.audio(first_frame, interleaved);
+        }
+    }
 }
 
 impl Emitter {
@@ -74,7 +92,7 @@ impl Emitter {
         }
     }
 
-    fn window(&mut self, w: WindowOut<'_>) {
+    fn on_window(&mut self, w: WindowOut<'_>) {
         AudioCounters::add(&self.counters.counters.windows, 1);
         if let Ok(mut l) = self.latency.lock() {
             l.record_us(w.infer.as_micros() as u64);
@@ -156,7 +174,71 @@ impl Emitter {
             self.events.clear();
             t.observe(w.start_s, w.end_s, &p.top, &mut self.events);
         }
+        if let Some(r) = &mut self.recorder {
+            r.window(&p.top);
+        }
         self.flush_events();
+        self.poll_clips();
+    }
+
+    /// Publishes clips the recorder has finished since the last call.
+    fn poll_clips(&mut self) {
+        let Some(r) = &self.recorder else { return };
+        let done: Vec<_> = r.written().collect();
+        for c in done {
+            self.clip_done(c);
+        }
+    }
+
+    fn clip_done(&mut self, c: Result<ClipWritten, String>) {
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => {
+                self.clip_errors += 1;
+                log::error!("recording: {e}");
+                return;
+            }
+        };
+        self.clips += 1;
+        let file = c
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for d in &c.deleted {
+            log::info!("recording: retention deleted {}", d.display());
+        }
+        if self.stdout == StdoutMode::Text {
+            println!("     clip  {} ({:.1} s)", c.path.display(), c.duration_s());
+        } else {
+            log::info!("recorded {} ({:.1} s)", c.path.display(), c.duration_s());
+        }
+        let rate = self.rate.max(1) as f64;
+        let start_s = c.summary.start_frame as f64 / rate;
+        let end_s = c.summary.end_frame as f64 / rate;
+        let ids: Vec<String> = if c.summary.event_ids.is_empty() {
+            vec![format!("{}-clip{}", self.run_id, self.clips)]
+        } else {
+            c.summary
+                .event_ids
+                .iter()
+                .map(|id| format!("{}-{id}", self.run_id))
+                .collect()
+        };
+        for id in ids {
+            let m = payload::EventMsg::clip(
+                id,
+                c.summary.labels.first(),
+                round3(start_s),
+                round3(end_s),
+                self.stream_start,
+                &self.source,
+                &self.model,
+                file.clone(),
+            );
+            let t = self.topics.event.clone();
+            self.queue(&t, serde_json::to_vec(&m).expect("event serialises"));
+        }
     }
 
     fn flush_events(&mut self) {
@@ -180,6 +262,9 @@ impl Emitter {
             }
             let t = self.topics.event.clone();
             self.queue(&t, serde_json::to_vec(&m).expect("event serialises"));
+            if let Some(r) = &mut self.recorder {
+                r.event(e);
+            }
         }
         self.events = events;
         self.events.clear();
@@ -191,6 +276,11 @@ impl Emitter {
             t.finish(&mut self.events);
         }
         self.flush_events();
+        if let Some(mut r) = self.recorder.take() {
+            for c in r.finish() {
+                self.clip_done(c);
+            }
+        }
     }
 }
 
@@ -371,6 +461,27 @@ pub fn run(args: RunArgs) -> Result<()> {
         StdoutMode::Auto => StdoutMode::Off,
         m => m,
     };
+    let recorder = if cfg.record.enabled {
+        let settings = cfg.record_settings();
+        log::info!(
+            "recording {} clips into {} ({} Hz × {} ch)",
+            match cfg.record.mode {
+                crate::config::RecordMode::Events => "event",
+                crate::config::RecordMode::Continuous => "continuous",
+            },
+            settings.dir.display(),
+            info.rate,
+            info.channels
+        );
+        Some(Recorder::start(
+            settings,
+            info.rate,
+            info.channels,
+            model_name.clone(),
+        )?)
+    } else {
+        None
+    };
     let run_id = format!(
         "{:x}",
         SystemTime::now()
@@ -397,6 +508,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         events: Vec::with_capacity(16),
         latency: latency.clone(),
         counters: shared.clone(),
+        recorder,
+        rate: info.rate,
+        clips: 0,
+        clip_errors: 0,
     };
     let _ = dim;
 
@@ -421,10 +536,13 @@ pub fn run(args: RunArgs) -> Result<()> {
             let stop = || w_shared.stopping();
             let beat = || w_hb.beat();
             emitter.stream_start = SystemTime::now();
-            let r = worker.run(&stop, &beat, &mut |w| emitter.window(w));
+            if let Some(r) = &mut emitter.recorder {
+                r.set_stream_start(emitter.stream_start);
+            }
+            let r = worker.run(&stop, &beat, &mut emitter);
             AudioCounters::add(&w_shared.counters.non_finite, worker.processor.non_finite());
             emitter.finish();
-            r
+            (r, emitter.clips, emitter.clip_errors)
         })
         .context("cannot start the worker thread")?;
 
@@ -455,7 +573,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     shared.stop.store(true, Ordering::Release);
     drop(running);
-    let worker_result = worker_thread
+    let (worker_result, clips, clip_errors) = worker_thread
         .join()
         .map_err(|_| anyhow!("the worker thread panicked"))?;
     let c = &shared.counters;
@@ -476,6 +594,12 @@ pub fn run(args: RunArgs) -> Result<()> {
             dropped_s,
             AudioCounters::get(&c.overruns)
         );
+    }
+    if cfg.record.enabled {
+        summary += &format!(", {clips} clips recorded in {}", cfg.record_dir().display());
+        if clip_errors > 0 {
+            summary += &format!(" ({clip_errors} could not be written)");
+        }
     }
     if let Some(Ok(r)) = &pub_result {
         summary += &format!(", {} messages published", r.published);
