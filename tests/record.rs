@@ -527,3 +527,60 @@ fn tag_writes_tagged_copies_in_place_with_backup_and_ucs_renames() {
     assert_eq!(code, 2);
     assert!(err.contains("--out"), "{err}");
 }
+
+#[test]
+fn continuous_takes_cover_the_input_and_are_each_tagged() {
+    let d = tempfile::tempdir().unwrap();
+    let model = make_model(&d.path().join("m"), Head::Labelled, None);
+    let input = d.path().join("in.wav");
+    stereo_wav(&input, 10.0, 32_000);
+    let cfg = d.path().join("c.toml");
+    // 3 s takes; every window's top label counts (threshold 0).
+    std::fs::write(
+        &cfg,
+        "[record]\nmode = \"continuous\"\ntake_minutes = 0.05\nlabel_threshold = 0.0\nformat = \"float32\"\n",
+    )
+    .unwrap();
+    let clips = d.path().join("takes");
+    let (code, _, err) = run_bin(
+        &[
+            "run",
+            "--config",
+            &s(&cfg),
+            "--model",
+            &s(&model),
+            "--input",
+            &s(&input),
+            "--fast",
+            "--no-mqtt",
+            "--record",
+            &s(&clips),
+        ],
+        &[],
+        T,
+    );
+    assert_eq!(code, 0, "{err}");
+    let files = wavs(&clips);
+    // 3 + 3 + 3 + 1 s.
+    assert_eq!(files.len(), 4, "{files:?}");
+    let mut total = 0u64;
+    for f in &files {
+        let (xml, details) = mediainfo(f);
+        assert_eq!(field(&xml, "SamplingRate").as_deref(), Some("32000"));
+        assert_eq!(field(&xml, "Channels").as_deref(), Some("2"));
+        assert_eq!(field(&xml, "BitDepth").as_deref(), Some("32"));
+        total += field(&xml, "SamplingCount")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
+        let catid = field(&ixml(&details), "CATID").unwrap();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(&format!("{catid}_")), "{name} vs {catid}");
+        // Takes with a window in them carry the model's labels; the fallback only covers none.
+        assert!(
+            LABELS.contains(&catid.as_str()) || catid == "AMBMisc",
+            "{catid}"
+        );
+    }
+    assert_eq!(total, 320_000);
+}

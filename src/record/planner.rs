@@ -185,6 +185,13 @@ impl ClipPlanner {
         }
     }
 
+    /// The stream's first frame: continuous mode opens its first take there.
+    pub fn begin(&mut self, first_frame: u64, out: &mut Vec<Action>) {
+        if self.params.mode == RecordMode::Continuous && self.open.is_none() {
+            self.open_at(first_frame, false, out);
+        }
+    }
+
     /// The stream has reached frame `now` (all audio before it has been seen).
     pub fn advance(&mut self, now: u64, out: &mut Vec<Action>) {
         match self.params.mode {
@@ -404,7 +411,8 @@ mod tests {
     fn continuous_takes_are_back_to_back_and_carry_their_labels() {
         let mut p = ClipPlanner::new(params(RecordMode::Continuous), 100);
         let mut out = Vec::new();
-        p.advance(0, &mut out);
+        p.begin(0, &mut out);
+        p.advance(40, &mut out);
         assert_eq!(out, vec![Action::Open { start_frame: 0 }]);
         p.on_window(&[label("WINDGust", 0.8)]);
         p.on_window(&[label("BIRDSong", 0.3)]); // under the threshold

@@ -77,6 +77,7 @@ pub struct Recorder {
     rate: u32,
     stream_start: SystemTime,
     recording: bool,
+    begun: bool,
     /// Frames `..forwarded` of the open clip have been sent to the writer.
     forwarded: u64,
     now: u64,
@@ -145,6 +146,7 @@ impl Recorder {
             rate,
             stream_start: SystemTime::now(),
             recording: false,
+            begun: false,
             forwarded: 0,
             now: 0,
             actions: Vec::with_capacity(8),
@@ -238,6 +240,11 @@ impl Recorder {
 
     /// Native interleaved audio as the worker read it.
     pub fn audio(&mut self, first_frame: u64, interleaved: &[f32]) {
+        if !self.begun {
+            self.begun = true;
+            self.planner.begin(first_frame, &mut self.actions);
+            self.apply();
+        }
         self.history.push(first_frame, interleaved);
         self.now = self.history.end();
         if self.recording {
