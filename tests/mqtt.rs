@@ -1,7 +1,8 @@
 //! The daemon against a real broker (`SFXTAG_TEST_MQTT=host:port`, else a mosquitto started
-//! here): the v1 contract of every topic, a prediction per window, Home Assistant discovery, the
-//! last will of a killed daemon, refused credentials, and no loss or reordering across a broker
-//! restart (offline disk queue). Each test uses its own base topic.
+//! here, else an in-process rumqttd): the v1 contract of every topic, a prediction per window,
+//! Home Assistant discovery, the last will of a killed daemon, refused credentials, TLS with a
+//! private CA (and a wrong one), and no loss or reordering across a broker restart (offline disk
+//! queue). Each test uses its own base topic and device id (MQTT client id).
 
 mod common;
 
@@ -279,6 +280,8 @@ fn raw_embeddings_are_dim_times_four_bytes() {
             &format!("mqtt://{addr}"),
             "--base-topic",
             &base,
+            "--device-id",
+            &unique_device("raw"),
             "--queue-dir",
             &s(&d.path().join("q")),
             "--embedding-format",
@@ -319,6 +322,8 @@ fn killed_daemon_leaves_its_last_will() {
             &format!("mqtt://{addr}"),
             "--base-topic",
             &base,
+            "--device-id",
+            &unique_device("will"),
             "--queue-dir",
             &s(&d.path().join("q")),
         ])
@@ -505,5 +510,166 @@ fn broker_restart_loses_and_reorders_nothing() {
         assert!(*s + 32 >= last, "reordered: {seqs:?}");
         last = last.max(*s);
     }
+    sub.disconnect();
+}
+
+/// A CA and a server certificate for `localhost` (openssl), in `dir`.
+fn make_certs(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = dir.join("ca.key");
+    let ca = dir.join("ca.pem");
+    let key = dir.join("server.key");
+    let csr = dir.join("server.csr");
+    let cert = dir.join("server.pem");
+    let ext = dir.join("ext.cnf");
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("this test needs the openssl command");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=sfxtag test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-keyout",
+        &s(&ca_key),
+        "-out",
+        &s(&ca),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &s(&key),
+        "-out",
+        &s(&csr),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &s(&csr),
+        "-CA",
+        &s(&ca),
+        "-CAkey",
+        &s(&ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &s(&ext),
+        "-out",
+        &s(&cert),
+    ]);
+    (ca, cert, key)
+}
+
+#[test]
+fn tls_broker_with_a_private_ca() {
+    let d = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(d.path());
+    {
+        // mosquitto started as root drops to its own user: let it read the key.
+        use std::os::unix::fs::PermissionsExt;
+        for p in [&ca, &cert, &key] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let tls_port = free_port();
+    // A plain listener (the subscriber) and a TLS one (the daemon).
+    let m = Mosquitto::start(
+        d.path(),
+        &format!(
+            "allow_anonymous true\nlistener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            s(&ca),
+            s(&cert),
+            s(&key)
+        ),
+    )
+    .expect("this test needs mosquitto");
+    let t = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "TLS listener did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let model = make_model(&d.path().join("m"), Head::Labelled, None);
+    let base = unique_base("tls");
+    let sub = Subscriber::start(
+        &m.addr(),
+        &[format!("{base}/prediction")],
+        &format!("tls-sub-{}", std::process::id()),
+        false,
+    );
+    let run_with = |ca: &std::path::Path, q: &str| {
+        run_bin(
+            &[
+                "run",
+                "--model",
+                &s(&model),
+                "--input",
+                &s(&fixture("cat.mp3")),
+                "--fast",
+                "--mqtt-url",
+                &format!("mqtts://localhost:{tls_port}"),
+                "--mqtt-ca",
+                &s(ca),
+                "--device-id",
+                &unique_device("tls"),
+                "--base-topic",
+                &base,
+                "--queue-dir",
+                &s(&d.path().join(q)),
+            ],
+            &[("SFXTAG_MQTT_FLUSH_TIMEOUT_S", "3")],
+            T,
+        )
+    };
+    let (code, _, err) = run_with(&ca, "q1");
+    assert_eq!(code, 0, "{err}");
+    let got = sub.collect_until(Duration::from_secs(10), |v| !v.is_empty());
+    assert!(!got.is_empty(), "nothing arrived over TLS: {err}");
+    assert_eq!(got[0].json()["v"], 1);
+    // A CA that did not sign the broker's certificate: the handshake fails, said clearly, and
+    // the messages stay in the offline queue.
+    let other = d.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (other_ca, _, _) = make_certs(&other);
+    let (_, _, err) = run_with(&other_ca, "q2");
+    assert!(
+        err.to_lowercase().contains("certificate") || err.to_lowercase().contains("tls"),
+        "{err}"
+    );
+    assert!(err.contains("kept in the offline queue"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
     sub.disconnect();
 }

@@ -376,7 +376,12 @@ fn the_event_topic_carries_the_clip_file_name() {
     std::fs::write(&cfg, RECORD_CONFIG).unwrap();
     let clips = d.path().join("clips");
     let base = unique_base("record");
-    let sub = Subscriber::start(&addr, &[format!("{base}/event")], "rec-sub", false);
+    let sub = Subscriber::start(
+        &addr,
+        &[format!("{base}/event")],
+        &format!("rec-sub-{}", std::process::id()),
+        false,
+    );
     let (code, _, err) = run_bin(
         &[
             "run",
@@ -391,6 +396,8 @@ fn the_event_topic_carries_the_clip_file_name() {
             &format!("mqtt://{addr}"),
             "--base-topic",
             &base,
+            "--device-id",
+            &unique_device("record"),
             "--queue-dir",
             &s(&d.path().join("q")),
             "--record",

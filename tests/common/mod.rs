@@ -263,17 +263,71 @@ impl Drop for Mosquitto {
     }
 }
 
-/// The shared broker (`SFXTAG_TEST_MQTT=host:port`) or a fresh mosquitto.
+/// The broker for a test: the one at `SFXTAG_TEST_MQTT=host:port` if set, else a fresh
+/// mosquitto on a free port if installed, else an in-process rumqttd (`SFXTAG_TEST_BROKER=rumqttd`
+/// picks rumqttd even where mosquitto is installed).
 pub fn broker(dir: &Path) -> (String, Option<Mosquitto>) {
     if let Ok(a) = std::env::var("SFXTAG_TEST_MQTT") {
         if !a.is_empty() {
             return (a, None);
         }
     }
-    let m = Mosquitto::start(dir, "allow_anonymous true").expect(
-        "integration tests need a broker: set SFXTAG_TEST_MQTT=host:port or install mosquitto",
-    );
-    (m.addr(), Some(m))
+    if std::env::var("SFXTAG_TEST_BROKER").as_deref() != Ok("rumqttd") {
+        if let Some(m) = Mosquitto::start(dir, "allow_anonymous true") {
+            return (m.addr(), Some(m));
+        }
+    }
+    (start_rumqttd(), None)
+}
+
+/// Starts rumqttd in this process on a free port (it runs until the test process ends).
+pub fn start_rumqttd() -> String {
+    let port = free_port();
+    let config: rumqttd::Config = toml::from_str(&format!(
+        r#"
+id = 0
+[router]
+max_connections = 1000
+max_outgoing_packet_count = 1000
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:{port}"
+next_connection_delay_ms = 1
+[v4.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = 1048576
+max_inflight_count = 1000
+dynamic_filters = true
+"#
+    ))
+    .expect("rumqttd config");
+    std::thread::spawn(move || {
+        let mut b = rumqttd::Broker::new(config);
+        if let Err(e) = b.start() {
+            eprintln!("rumqttd: {e}");
+        }
+    });
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "rumqttd did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    format!("127.0.0.1:{port}")
+}
+
+/// A unique device id per test run: the daemon's MQTT client id is `sfxtag-<device id>`, and two
+/// daemons with one client id on a shared broker take each other's session over.
+pub fn unique_device(test: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{test}-{}-{n}", std::process::id())
 }
 
 /// A unique base topic per test run.
