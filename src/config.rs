@@ -869,4 +869,43 @@ mod tests {
         assert_eq!(c.base_topic(), "sfxtag/x");
         c.validate().unwrap();
     }
+
+    #[test]
+    fn record_section_is_validated_and_resolved() {
+        let mut c = Config::default();
+        c.mqtt.enabled = false;
+        let a = RunArgs {
+            record: Some("/tmp/clips".into()),
+            ..Default::default()
+        };
+        c.apply_cli(&a);
+        assert!(c.record.enabled);
+        c.validate().unwrap();
+        let r = c.record_settings();
+        assert_eq!(r.dir, PathBuf::from("/tmp/clips"));
+        assert_eq!(
+            r.tags.source_id, c.device_id,
+            "source_id defaults to the device id"
+        );
+        assert_eq!(r.retention.max_bytes, 4096 * 1024 * 1024);
+        assert_eq!(r.label_threshold, c.events.on);
+        let err = |c: &Config| c.validate().unwrap_err().to_string();
+        let mut e = c.clone();
+        e.events.enabled = false;
+        assert!(err(&e).contains("record.mode"), "{}", err(&e));
+        e.record.mode = RecordMode::Continuous;
+        e.validate().unwrap();
+        let mut f = c.clone();
+        f.record.fallback_catid = "NOPE".into();
+        assert!(err(&f).contains("record.fallback_catid"));
+        let mut g = c.clone();
+        g.record.pre_roll_s = 99.0;
+        assert!(err(&g).contains("record.pre_roll_s"));
+        let mut h = c.clone();
+        h.record.creator_id = "__".into();
+        assert!(err(&h).contains("record.creator_id"));
+        // Environment: SFXTAG_RECORD_* reaches the section.
+        let c2 = Config::load(None, env(&[("SFXTAG_RECORD_TAKE_MINUTES", "2.5")])).unwrap();
+        assert_eq!(c2.record.take_minutes, 2.5);
+    }
 }
