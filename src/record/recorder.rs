@@ -12,7 +12,7 @@ use crate::classify::Label;
 use crate::events::Event;
 use anyhow::{Context, Result};
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::time::{Duration, SystemTime};
 
@@ -493,9 +493,4 @@ fn salvage(settings: &RecordSettings, model: &str) {
             ),
         }
     }
-}
-
-/// Where clips go when `record.dir` is not set: next to the offline queue's state.
-pub fn default_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("clips")
 }
