@@ -130,9 +130,9 @@ pub struct ModelArgs {
     /// Neighbours for kNN (default: the manifest's knn.k, else 5).
     #[arg(long, value_name = "K")]
     pub knn_k: Option<usize>,
-    /// Encoder to run: int8 (encoder.onnx), fp32 (the manifest's fp32 twin) or auto: fp32 on
-    /// x86-64, where tract has no fast int8 kernels (measured 3.96 s vs 62 ms per window on
-    /// an AVX2 server), int8 elsewhere (ARM boards).
+    /// Encoder to run: int8 (encoder.onnx), fp32 (the manifest's fp32 twin) or auto: int8 on ARM
+    /// and on x86-64 CPUs with AVX-512-VNNI or AVX-VNNI, fp32 on other x86-64 CPUs, where tract
+    /// has no fast int8 kernels (measured 3.96 s vs 62 ms per window on an AVX2-only server).
     #[arg(long, value_enum)]
     pub precision: Option<crate::model::Precision>,
 }

@@ -542,7 +542,8 @@ fn help_teaches() {
 }
 
 /// Zero-config first run: the shipped model (aiSFX encoder + its kNN reference set) labels the
-/// example audio with UCS CatIDs.
+/// example audio with UCS CatIDs, with the encoder `auto` picks here and with both explicitly
+/// (auto depends on the CPU).
 #[test]
 fn shipped_model_labels_the_example_audio() {
     let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/aisfx-cnn9");
@@ -551,27 +552,43 @@ fn shipped_model_labels_the_example_audio() {
         "horse.mp3",
         "ANMLFarm_Sheep 7 (ID 2349)_BSB.ogg",
     ];
-    let mut args = vec![
-        "classify".to_string(),
-        "--model".into(),
-        s(&model),
-        "--format".into(),
-        "json".into(),
-    ];
-    args.extend(files.iter().map(|f| s(&fixture(f))));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, out, err) = run_bin(&args, &[], T);
-    assert_eq!(code, 0, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let top: Vec<&str> = v["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["top"][0]["catid"].as_str().unwrap_or(""))
-        .collect();
-    // Measured with the shipped refs: rooster and sheep → ANMLFarm, horse → ANMLHors.
-    assert_eq!(top, ["ANMLFarm", "ANMLHors", "ANMLFarm"], "{out}");
-    for f in v["files"].as_array().unwrap() {
-        assert_eq!(f["top"][0]["category"], "ANIMALS");
+    for precision in [None, Some("int8"), Some("fp32")] {
+        let mut args = vec![
+            "classify".to_string(),
+            "--model".into(),
+            s(&model),
+            "--format".into(),
+            "json".into(),
+        ];
+        if let Some(p) = precision {
+            args.extend(["--precision".to_string(), p.to_string()]);
+        }
+        args.extend(files.iter().map(|f| s(&fixture(f))));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = run_bin(&args, &[], T);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let tops: Vec<Vec<&str>> = v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                f["top"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["catid"].as_str().unwrap_or(""))
+                    .collect()
+            })
+            .collect();
+        // Measured with the shipped refs: rooster → ANMLFarm, horse → ANMLHors (clear, 0.8);
+        // the short sheep clip is a near tie of ANMLFarm and ANMLHors (0.40 / 0.39–0.40) that
+        // int8 and fp32 break differently: ANMLFarm must be one of the two.
+        assert_eq!(tops[0][0], "ANMLFarm", "{precision:?}: {out}");
+        assert_eq!(tops[1][0], "ANMLHors", "{precision:?}: {out}");
+        assert!(tops[2][..2].contains(&"ANMLFarm"), "{precision:?}: {out}");
+        for f in v["files"].as_array().unwrap() {
+            assert_eq!(f["top"][0]["category"], "ANIMALS");
+        }
     }
 }
