@@ -181,6 +181,14 @@ impl RefSet {
     }
 
     /// Adds one z-scored embedding (length `dim`).
+    /// Room for `n` more rows (one allocation instead of doubling while loading).
+    pub fn reserve(&mut self, n: usize) {
+        self.labels.reserve(n);
+        self.sources.reserve(n);
+        self.data.reserve(n * self.dim);
+        self.norms.reserve(n);
+    }
+
     pub fn add(&mut self, label: &str, source: &str, window: u64, z: &[f32]) {
         assert_eq!(z.len(), self.dim, "embedding length");
         self.labels.push(label.to_string());
@@ -252,10 +260,18 @@ impl RefSet {
             path: p.clone(),
             source,
         })?;
-        Self::from_json(&text, &p, model_id, dim)
+        let f = Self::parse_file(&text, &p)?;
+        // The text is as large as the decoded set: free it before decoding (peak memory).
+        drop(text);
+        Self::from_file(f, &p, model_id, dim)
     }
 
     pub fn from_json(text: &str, p: &str, model_id: &str, dim: usize) -> Result<Self, RefsError> {
+        let f = Self::parse_file(text, p)?;
+        Self::from_file(f, p, model_id, dim)
+    }
+
+    fn parse_file(text: &str, p: &str) -> Result<FileFormat, RefsError> {
         #[derive(Deserialize)]
         struct Head {
             format: Option<String>,
@@ -281,7 +297,10 @@ impl RefSet {
                 })
             }
         }
-        let f: FileFormat = serde_json::from_str(text).map_err(parse)?;
+        serde_json::from_str(text).map_err(parse)
+    }
+
+    fn from_file(f: FileFormat, p: &str, model_id: &str, dim: usize) -> Result<Self, RefsError> {
         if f.model != model_id {
             return Err(RefsError::ModelMismatch {
                 path: p.into(),
@@ -303,6 +322,7 @@ impl RefSet {
             });
         }
         let mut set = RefSet::new(&f.model, &f.model_version, f.taxonomy, dim);
+        set.reserve(f.entries.len());
         let b64 = base64::engine::general_purpose::STANDARD;
         for (index, e) in f.entries.into_iter().enumerate() {
             let err = |message: String| RefsError::Entry {
