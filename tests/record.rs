@@ -102,6 +102,27 @@ fn stereo_wav(path: &Path, seconds: f64, rate: u32) -> Vec<i16> {
     samples
 }
 
+/// `sfxtag run` replaying `input` as fast as possible, recording into `clips`, no MQTT.
+fn replay_recording(cfg: &Path, model: &Path, input: &Path, clips: &Path) -> (i32, String, String) {
+    run_bin(
+        &[
+            "run",
+            "--config",
+            &s(cfg),
+            "--model",
+            &s(model),
+            "--input",
+            &s(input),
+            "--fast",
+            "--no-mqtt",
+            "--record",
+            &s(clips),
+        ],
+        &[],
+        T,
+    )
+}
+
 fn wavs(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -150,23 +171,7 @@ fn recorded_clips_are_native_rate_ucs_named_bwf_with_ixml_and_cover_the_input() 
     let cfg = d.path().join("c.toml");
     std::fs::write(&cfg, RECORD_CONFIG).unwrap();
     let clips = d.path().join("clips");
-    let (code, out, err) = run_bin(
-        &[
-            "run",
-            "--config",
-            &s(&cfg),
-            "--model",
-            &s(&model),
-            "--input",
-            &s(&input),
-            "--fast",
-            "--no-mqtt",
-            "--record",
-            &s(&clips),
-        ],
-        &[],
-        T,
-    );
+    let (code, out, err) = replay_recording(&cfg, &model, &input, &clips);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("clip "), "{out}");
     assert!(err.contains("3 clips recorded"), "{err}");
@@ -334,23 +339,7 @@ fn a_killed_daemon_leaves_no_corrupt_final_file_and_the_part_is_recovered() {
     // The next start repairs the part and gives it a final name.
     let short = d.path().join("short.wav");
     stereo_wav(&short, 1.0, 48_000);
-    let (code, _, err) = run_bin(
-        &[
-            "run",
-            "--config",
-            &s(&cfg),
-            "--model",
-            &s(&model),
-            "--input",
-            &s(&short),
-            "--fast",
-            "--no-mqtt",
-            "--record",
-            &s(&clips),
-        ],
-        &[],
-        T,
-    );
+    let (code, _, err) = replay_recording(&cfg, &model, &short, &clips);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("recovered an unfinished clip"), "{err}");
     assert!(parts(&clips).is_empty());
@@ -549,23 +538,7 @@ fn continuous_takes_cover_the_input_and_are_each_tagged() {
     )
     .unwrap();
     let clips = d.path().join("takes");
-    let (code, _, err) = run_bin(
-        &[
-            "run",
-            "--config",
-            &s(&cfg),
-            "--model",
-            &s(&model),
-            "--input",
-            &s(&input),
-            "--fast",
-            "--no-mqtt",
-            "--record",
-            &s(&clips),
-        ],
-        &[],
-        T,
-    );
+    let (code, _, err) = replay_recording(&cfg, &model, &input, &clips);
     assert_eq!(code, 0, "{err}");
     let files = wavs(&clips);
     // 3 + 3 + 3 + 1 s.
