@@ -35,8 +35,9 @@ fn backup_path(src: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Labels of one file: the mean of its window scores, best first.
-fn analyse(p: &mut Processor, path: &Path) -> Result<(Vec<Label>, audio::NativeAudio)> {
+/// Labels of one file: the mean of its window scores, best first. The decoded audio is not kept:
+/// the write phase decodes each file again, so a long batch never holds every file in memory.
+fn analyse(p: &mut Processor, path: &Path) -> Result<Vec<Label>> {
     let native =
         audio::decode_native(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mono = audio::downmix(&native.interleaved, native.channels)
@@ -47,7 +48,7 @@ fn analyse(p: &mut Processor, path: &Path) -> Result<(Vec<Label>, audio::NativeA
     p.push(&mono, &mut |w| windows.push(w.prediction.top.clone()))?;
     p.finish(&mut |w| windows.push(w.prediction.top.clone()))?;
     let k = p.model.classifier.top_k;
-    Ok((aggregate(&windows, k), native))
+    Ok(aggregate(&windows, k))
 }
 
 pub fn run(args: TagArgs) -> Result<()> {
@@ -92,7 +93,7 @@ pub fn run(args: TagArgs) -> Result<()> {
     let n = args.files.len();
     for (i, src) in args.files.iter().enumerate() {
         eprint!("[{}/{n}] {} … ", i + 1, display_name(src));
-        let plan = analyse(&mut p, src).and_then(|(labels, native)| {
+        let plan = analyse(&mut p, src).and_then(|labels| {
             let stem = src
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -157,7 +158,6 @@ pub fn run(args: TagArgs) -> Result<()> {
                 }
             }
             taken.insert(dest.clone());
-            drop(native);
             Ok(Planned {
                 src: src.clone(),
                 dest,
