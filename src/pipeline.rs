@@ -360,10 +360,11 @@ impl Worker {
             }
             if avail < ch {
                 if self.shared.eof.load(Ordering::Acquire) && self.consumer.slots() < ch {
+                    // What arrived before a source failure is still classified and published.
+                    self.flush(&mut |w| sink.window(w))?;
                     if let Some(e) = self.shared.error() {
                         return Err(anyhow!(e));
                     }
-                    self.flush(&mut |w| sink.window(w))?;
                     return Ok(WorkerEnd::EndOfStream);
                 }
                 std::thread::sleep(Duration::from_millis(5));

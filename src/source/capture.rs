@@ -163,17 +163,26 @@ where
                 &cb_shared,
             );
         },
-        move |err| {
-            let msg = match err {
-                cpal::StreamError::DeviceNotAvailable => {
-                    "the audio input device disappeared (unplugged?)".to_string()
-                }
-                e => format!("audio capture failed: {e}"),
-            };
-            shared.fail(msg);
-        },
+        move |err| shared.fail(stream_error_message(&err)),
         None,
     )
+}
+
+/// What a capture error means for the user. cpal's ALSA backend reports a vanished device as a
+/// backend error (poll's POLLERR, or ENODEV from the driver), not as `DeviceNotAvailable`.
+fn stream_error_message(err: &cpal::StreamError) -> String {
+    let gone = match err {
+        cpal::StreamError::DeviceNotAvailable => true,
+        cpal::StreamError::BackendSpecific { err } => {
+            let d = &err.description;
+            d.contains("POLLERR") || d.contains("ENODEV") || d.contains("No such device")
+        }
+    };
+    if gone {
+        format!("the audio input device disappeared (unplugged?): {err}")
+    } else {
+        format!("audio capture failed: {err}")
+    }
 }
 
 /// Opens and starts capturing from the device `spec` names.
@@ -238,4 +247,33 @@ pub fn open(
         consumer,
         Running::Capture(CaptureStream { _stream: stream }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(d: &str) -> cpal::StreamError {
+        cpal::StreamError::BackendSpecific {
+            err: cpal::BackendSpecificError {
+                description: d.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_vanished_device_is_named_as_such() {
+        for e in [
+            cpal::StreamError::DeviceNotAvailable,
+            backend("`alsa::poll()` returned POLLERR"),
+            backend("ALSA function 'snd_pcm_avail' failed with error 'ENODEV: No such device'"),
+        ] {
+            assert!(
+                stream_error_message(&e).starts_with("the audio input device disappeared"),
+                "{e}"
+            );
+        }
+        let other = stream_error_message(&backend("snd_pcm_readi failed: EIO"));
+        assert!(other.starts_with("audio capture failed: "), "{other}");
+    }
 }
