@@ -4,6 +4,7 @@
 //! without sockets or sound cards: `classify`, `refs` (kNN), `events` (hysteresis), `queue`
 //! (offline disk queue), `payload` (the v1 MQTT contract), `stats`, `config`, and the recorder's planner, tagging and retention (`record`).
 
+pub mod allocator;
 pub mod classify;
 pub mod cli;
 pub mod cmd;

@@ -157,9 +157,16 @@ pub fn load_manifest(dir: &Path) -> Result<Manifest> {
 impl Model {
     pub fn load(dir: &Path, opts: &LoadOptions<'_>) -> Result<Self> {
         let manifest = load_manifest(dir)?;
-        let encoder = Encoder::load(dir, &manifest, &opts.precision.encoder_file(&manifest)?)?;
         let picked = HeadClassifier::pick(&manifest.heads);
-        let head_index = picked.as_ref().map(|(i, _)| *i);
+        let used_heads: Vec<usize> = picked.iter().map(|(i, _)| *i).collect();
+        let encoder = Encoder::load(
+            dir,
+            &manifest,
+            &opts.precision.encoder_file(&manifest)?,
+            &used_heads,
+        )?;
+        // The encoder computes only the picked head: its logits are the first.
+        let head_index = picked.as_ref().map(|_| 0);
         let head = picked.map(|(_, h)| h);
         let dim = manifest.encoder.embedding_dim;
         let id = &manifest.model.id;

@@ -11,9 +11,11 @@
 //! the model it was enrolled with (checked at load). Any taxonomy works; UCS labels are validated.
 //! Classification is cosine kNN: the `k` most similar references, votes weighted by similarity.
 
+mod read;
+
 use crate::classify::Label;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sfxtag_core::manifest::{check_labels, Taxonomy};
 use std::path::Path;
 
@@ -83,8 +85,8 @@ pub fn parse_taxonomy(s: &str) -> Option<Taxonomy> {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The file format as written; [`read`] streams it back.
+#[derive(Serialize)]
 struct FileEntry {
     label: String,
     source: String,
@@ -92,8 +94,7 @@ struct FileEntry {
     embedding: String,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Serialize)]
 struct FileFormat {
     format: String,
     version: u32,
@@ -256,101 +257,17 @@ impl RefSet {
     /// Loads a reference file and checks it fits the model `model_id` with `dim` dimensions.
     pub fn load(path: &Path, model_id: &str, dim: usize) -> Result<Self, RefsError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| RefsError::Read {
+        let rerr = |source| RefsError::Read {
             path: p.clone(),
             source,
-        })?;
-        let f = Self::parse_file(&text, &p)?;
-        // The text is as large as the decoded set: free it before decoding (peak memory).
-        drop(text);
-        Self::from_file(f, &p, model_id, dim)
+        };
+        let file = std::fs::File::open(path).map_err(rerr)?;
+        let len = file.metadata().map_err(rerr)?.len();
+        read::read(file, &p, model_id, dim, Some(len))
     }
 
     pub fn from_json(text: &str, p: &str, model_id: &str, dim: usize) -> Result<Self, RefsError> {
-        let f = Self::parse_file(text, p)?;
-        Self::from_file(f, p, model_id, dim)
-    }
-
-    fn parse_file(text: &str, p: &str) -> Result<FileFormat, RefsError> {
-        #[derive(Deserialize)]
-        struct Head {
-            format: Option<String>,
-            version: Option<u32>,
-        }
-        let parse = |e: serde_json::Error| RefsError::Parse {
-            path: p.to_string(),
-            message: e.to_string(),
-        };
-        let head: Head = serde_json::from_str(text).map_err(parse)?;
-        if head.format.as_deref() != Some(FORMAT) {
-            return Err(RefsError::Parse {
-                path: p.into(),
-                message: format!("\"format\" must be \"{FORMAT}\""),
-            });
-        }
-        match head.version {
-            Some(VERSION) => {}
-            other => {
-                return Err(RefsError::Version {
-                    path: p.into(),
-                    found: other.unwrap_or(0),
-                })
-            }
-        }
-        serde_json::from_str(text).map_err(parse)
-    }
-
-    fn from_file(f: FileFormat, p: &str, model_id: &str, dim: usize) -> Result<Self, RefsError> {
-        if f.model != model_id {
-            return Err(RefsError::ModelMismatch {
-                path: p.into(),
-                found: f.model,
-                expected: model_id.into(),
-            });
-        }
-        if f.dim != dim {
-            return Err(RefsError::DimMismatch {
-                path: p.into(),
-                found: f.dim,
-                expected: dim,
-            });
-        }
-        if !f.zscored {
-            return Err(RefsError::Parse {
-                path: p.into(),
-                message: "only z-scored embeddings are supported (\"zscored\": true)".into(),
-            });
-        }
-        let mut set = RefSet::new(&f.model, &f.model_version, f.taxonomy, dim);
-        set.reserve(f.entries.len());
-        let b64 = base64::engine::general_purpose::STANDARD;
-        for (index, e) in f.entries.into_iter().enumerate() {
-            let err = |message: String| RefsError::Entry {
-                path: p.into(),
-                index,
-                message,
-            };
-            set.check_label(&e.label).map_err(|e| err(e.to_string()))?;
-            let bytes = b64
-                .decode(e.embedding.as_bytes())
-                .map_err(|e| err(format!("embedding is not base64: {e}")))?;
-            if bytes.len() != dim * 4 {
-                return Err(err(format!(
-                    "embedding has {} bytes, expected {}",
-                    bytes.len(),
-                    dim * 4
-                )));
-            }
-            let z: Vec<f32> = bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            if z.iter().any(|x| !x.is_finite()) {
-                return Err(err("embedding holds a non-finite value".into()));
-            }
-            set.add(&e.label, &e.source, e.window, &z);
-        }
-        Ok(set)
+        read::read(text.as_bytes(), p, model_id, dim, Some(text.len() as u64))
     }
 
     pub fn to_json(&self) -> String {
@@ -456,6 +373,55 @@ mod tests {
         let err = RefSet::from_json(&bad, "r.json", "m", 3).unwrap_err();
         assert!(err.to_string().contains("entry 0"), "{err}");
         assert!(RefSet::from_json("{}", "r.json", "m", 3).is_err());
+    }
+
+    #[test]
+    fn streamed_reader_accepts_any_key_order_and_names_bad_entries() {
+        let s = set();
+        let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        // Entries first, header last (a tool may reorder keys): same set.
+        let mut o = v.as_object().unwrap().clone();
+        let entries = o.remove("entries").unwrap();
+        let reordered = format!(
+            "{{\"entries\":{},{}",
+            entries,
+            &serde_json::Value::Object(o).to_string()[1..]
+        );
+        let back = RefSet::from_json(&reordered, "r.json", "m", 3).unwrap();
+        assert_eq!(
+            (back.data.clone(), back.labels.clone()),
+            (s.data.clone(), s.labels.clone())
+        );
+        assert_eq!(back.norms, s.norms);
+        let with = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = v.clone();
+            f(&mut v);
+            RefSet::from_json(&v.to_string(), "r.json", "m", 3)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = with(&|v| v["entries"][1]["embedding"] = "not base64!".into());
+        assert!(e.contains("entry 1") && e.contains("base64"), "{e}");
+        let e = with(&|v| v["entries"][2]["embedding"] = "AACAfwAAAAAAAAAA".into()); // +inf
+        assert!(e.contains("entry 2") && e.contains("non-finite"), "{e}");
+        let e = with(&|v| v["entries"][0]["embedding"] = "AAAAAA==".into());
+        assert!(e.contains("entry 0") && e.contains("expected 12"), "{e}");
+        let e = with(&|v| {
+            v["entries"][0].as_object_mut().unwrap().remove("label");
+        });
+        assert!(e.contains("entry 0"), "{e}");
+        let e = with(&|v| v["extra"] = 1.into());
+        assert!(e.contains("extra"), "{e}");
+        let e = with(&|v| {
+            v.as_object_mut().unwrap().remove("taxonomy");
+        });
+        assert!(e.contains("missing field `taxonomy`"), "{e}");
+        let e = with(&|v| v["zscored"] = false.into());
+        assert!(e.contains("z-scored"), "{e}");
+        let e = RefSet::from_json("{\"format\":\"sfxtag-refs\",", "r.json", "m", 3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a sfxtag reference set"), "{e}");
     }
 
     #[test]

@@ -33,35 +33,61 @@ struct Report {
     threads: &'static str,
 }
 
-/// Deterministic test audio: noise bursts, tones and quiet stretches, 48 kHz stereo.
-fn synthetic(seconds: f64) -> (u32, usize, Vec<f32>) {
-    let rate = 48_000u32;
-    let n = (seconds * rate as f64) as usize;
-    let mut x: u32 = 0x1234_5678;
-    let mut out = Vec::with_capacity(n * 2);
-    for i in 0..n {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        let noise = (x as f32 / u32::MAX as f32) * 2.0 - 1.0;
-        let t = i as f32 / rate as f32;
+/// The benchmark's audio, produced chunk by chunk so the benchmark holds no more of it than the
+/// daemon would (its peak RSS is the daemon's): a decoded file played in a loop, or synthetic
+/// 48 kHz stereo (noise bursts, tones and quiet stretches).
+enum BenchAudio {
+    File(Vec<f32>),
+    Synthetic,
+}
+
+impl BenchAudio {
+    const SYNTH_RATE: u32 = 48_000;
+
+    /// Fills `out` (interleaved) from frame `start` on.
+    fn fill(&self, start: usize, channels: usize, out: &mut [f32]) {
+        match self {
+            BenchAudio::File(a) => {
+                let mut i = (start * channels) % a.len();
+                for o in out.iter_mut() {
+                    *o = a[i];
+                    i = (i + 1) % a.len();
+                }
+            }
+            BenchAudio::Synthetic => {
+                for (k, frame) in out.chunks_exact_mut(2).enumerate() {
+                    let n = (start + k) as u64;
+                    let s = Self::synth(n);
+                    frame[0] = s;
+                    frame[1] = 0.8 * s;
+                }
+            }
+        }
+    }
+
+    fn synth(n: u64) -> f32 {
+        // splitmix64 of the sample index: deterministic noise without state.
+        let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let noise = (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+        let t = n as f32 / Self::SYNTH_RATE as f32;
         let phase = (t % 3.0) / 3.0;
-        let s = if phase < 0.3 {
+        if phase < 0.3 {
             0.3 * noise * (1.0 - phase / 0.3)
         } else if phase < 0.7 {
             0.2 * (2.0 * std::f32::consts::PI * 440.0 * (1.0 + phase) * t).sin()
         } else {
             0.01 * noise
-        };
-        out.push(s);
-        out.push(0.8 * s);
+        }
     }
-    (rate, 2, out)
 }
 
 fn run_worker(
     processor: Processor,
-    audio: Arc<Vec<f32>>,
+    audio: Arc<BenchAudio>,
+    frames: usize,
     rate: u32,
     channels: usize,
     realtime: bool,
@@ -76,12 +102,16 @@ fn run_worker(
     };
     let feeder_shared = shared.clone();
     let feeder = std::thread::spawn(move || {
-        let chunk = (rate as usize / 100) * channels;
+        let chunk_frames = (rate as usize / 100).max(1);
+        let mut block = vec![0f32; chunk_frames * channels];
         let start = Instant::now();
-        let mut frames = 0u64;
-        for block in audio.chunks(chunk) {
+        let mut pos = 0usize;
+        while pos < frames {
+            let n = chunk_frames.min(frames - pos);
+            let block = &mut block[..n * channels];
+            audio.fill(pos, channels, block);
             if realtime {
-                let due = start + Duration::from_secs_f64(frames as f64 / rate as f64);
+                let due = start + Duration::from_secs_f64(pos as f64 / rate as f64);
                 let now = Instant::now();
                 if due > now {
                     std::thread::sleep(due - now);
@@ -95,7 +125,7 @@ fn run_worker(
             } else if !push_blocking(&mut producer, block, &feeder_shared) {
                 break;
             }
-            frames += (block.len() / channels) as u64;
+            pos += n;
         }
         feeder_shared.eof.store(true, Ordering::Release);
     });
@@ -131,35 +161,35 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Some(p) => {
             let a = sfxtag_core::audio::decode_native(p)
                 .with_context(|| format!("cannot read {}", p.display()))?;
-            (p.display().to_string(), a.rate, a.channels, a.interleaved)
+            if a.interleaved.is_empty() {
+                anyhow::bail!("{} holds no audio", p.display());
+            }
+            (
+                p.display().to_string(),
+                a.rate,
+                a.channels,
+                BenchAudio::File(a.interleaved),
+            )
         }
-        None => {
-            let (r, c, a) = synthetic(args.seconds.max(args.realtime_seconds));
-            ("synthetic 48 kHz stereo".to_string(), r, c, a)
-        }
+        None => (
+            "synthetic 48 kHz stereo".to_string(),
+            BenchAudio::SYNTH_RATE,
+            2,
+            BenchAudio::Synthetic,
+        ),
     };
-    let per_s = rate as usize * channels;
-    let take = |seconds: f64| -> Arc<Vec<f32>> {
-        let n = (seconds * rate as f64) as usize * channels;
-        Arc::new(
-            audio
-                .iter()
-                .copied()
-                .cycle()
-                .take(n.max(channels))
-                .collect(),
-        )
-    };
+    let audio = Arc::new(audio);
+    let frames = |seconds: f64| ((seconds * rate as f64) as usize).max(1);
     // Warm-up: one window.
     let mut processor = Processor::new(model);
-    let (p, _, _, _) = run_worker(processor, take(2.5), rate, channels, false)?;
+    let (p, _, _, _) = run_worker(processor, audio.clone(), frames(2.5), rate, channels, false)?;
     processor = p;
     processor.latency = LatencyRing::new(100_000);
     let windows0 = processor.windows();
 
-    let fast = take(args.seconds);
-    let audio_s = fast.len() as f64 / per_s as f64;
-    let (p, wall, _, _) = run_worker(processor, fast, rate, channels, false)?;
+    let fast = frames(args.seconds);
+    let audio_s = fast as f64 / rate as f64;
+    let (p, wall, _, _) = run_worker(processor, audio.clone(), fast, rate, channels, false)?;
     processor = p;
     let windows = processor.windows() - windows0;
     let (p50, p95, max) = (
@@ -169,11 +199,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
 
     let (cpu_share, rt_dropped, rt_audio) = if args.realtime_seconds > 0.0 {
-        let rt = take(args.realtime_seconds);
-        let rt_audio = rt.len() as f64 / per_s as f64;
+        let rt = frames(args.realtime_seconds);
+        let rt_audio = rt as f64 / rate as f64;
         eprintln!("sfxtag bench: {rt_audio:.0} s of real-time-paced audio…");
-        let (_, wall, cpu, dropped) = run_worker(processor, rt, rate, channels, true)?;
-        (Some(cpu / wall), dropped as f64 / per_s as f64, rt_audio)
+        let (_, wall, cpu, dropped) = run_worker(processor, audio, rt, rate, channels, true)?;
+        (
+            Some(cpu / wall),
+            dropped as f64 / (rate as f64 * channels as f64),
+            rt_audio,
+        )
     } else {
         (None, 0.0, 0.0)
     };
