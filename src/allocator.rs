@@ -11,8 +11,13 @@
 
 /// While loading: allocations from this size up get their own mapping, returned when freed.
 pub const LOADING_MMAP_THRESHOLD: usize = 128 * 1024;
-/// While running: glibc's own ceiling (32 MiB on 64-bit; it caps 32-bit targets lower itself).
-pub const RUNNING_MMAP_THRESHOLD: usize = 32 * 1024 * 1024;
+/// While running: glibc's ceiling for the threshold (its `DEFAULT_MMAP_THRESHOLD_MAX`: 32 MiB on
+/// 64-bit targets, 512 KiB on 32-bit ones, where per-window buffers are mapped per window anyway).
+pub const RUNNING_MMAP_THRESHOLD: usize = if cfg!(target_pointer_width = "64") {
+    32 * 1024 * 1024
+} else {
+    512 * 1024
+};
 /// While running, free memory at the top of a heap is kept up to this much (glibc's dynamic
 /// rule: twice the mmap threshold) so the next window reuses it without page faults.
 pub const RUNNING_TRIM_THRESHOLD: usize = 2 * RUNNING_MMAP_THRESHOLD;
