@@ -60,6 +60,20 @@ impl Encoder {
         names.extend(heads.iter().map(|h| h.output.clone()));
         let shape = manifest.encoder.input_shape;
         let mut model = tract_onnx::onnx().model_for_path(&path).map_err(load_err)?;
+        // Every head the manifest names must exist, used or not: a mismatch means the wrong file.
+        if let Some(h) = manifest
+            .heads
+            .iter()
+            .find(|h| model.find_outlet_label(&h.output).is_none())
+        {
+            return Err(EncoderError::Load {
+                path: path.display().to_string(),
+                message: format!(
+                    "the manifest's head '{}' reads output '{}', which this encoder does not have",
+                    h.name, h.output
+                ),
+            });
+        }
         model
             .set_input_fact(0, f32::fact(shape).into())
             .map_err(load_err)?;

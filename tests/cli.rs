@@ -450,6 +450,21 @@ fn bad_models_are_refused_with_the_reason() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("re-enroll"), "{err}");
+    // A manifest naming a head output the encoder lacks (the daemon computes only the heads it
+    // uses, but still checks them all).
+    let m = make_model(&d.path().join("heads"), Head::Unlabelled, None);
+    let text = std::fs::read_to_string(m.join("manifest.toml")).unwrap();
+    std::fs::write(
+        m.join("manifest.toml"),
+        text.replace("output = \"logits_ucs\"", "output = \"logits_gone\""),
+    )
+    .unwrap();
+    let (code, _, err) = run_bin(&["embed", "--model", &s(&m), &f], &[], T);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("'logits_gone'") && err.contains("does not have"),
+        "{err}"
+    );
 }
 
 #[test]
