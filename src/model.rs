@@ -155,7 +155,13 @@ pub fn load_manifest(dir: &Path) -> Result<Manifest> {
 }
 
 impl Model {
+    /// Loads and checks a model directory (with the allocator tuned for loading: see
+    /// [`crate::allocator`]).
     pub fn load(dir: &Path, opts: &LoadOptions<'_>) -> Result<Self> {
+        crate::allocator::while_loading(|| Self::load_checked(dir, opts))
+    }
+
+    fn load_checked(dir: &Path, opts: &LoadOptions<'_>) -> Result<Self> {
         let manifest = load_manifest(dir)?;
         let picked = HeadClassifier::pick(&manifest.heads);
         let used_heads: Vec<usize> = picked.iter().map(|(i, _)| *i).collect();

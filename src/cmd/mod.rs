@@ -23,17 +23,15 @@ pub struct UsageError(pub String);
 /// Resolves and loads the model named by `--model` / `--refs` / `--top-k` / `--knn-k`.
 pub fn load_model(args: &ModelArgs, default_top_k: usize) -> Result<Model> {
     let dir = crate::model::resolve(args.model.as_deref())?;
-    crate::allocator::while_loading(|| {
-        Model::load(
-            &dir,
-            &LoadOptions {
-                precision: args.precision.unwrap_or_default(),
-                refs: args.refs.as_deref(),
-                top_k: args.top_k.unwrap_or(default_top_k),
-                knn_k: args.knn_k,
-            },
-        )
-    })
+    Model::load(
+        &dir,
+        &LoadOptions {
+            precision: args.precision.unwrap_or_default(),
+            refs: args.refs.as_deref(),
+            top_k: args.top_k.unwrap_or(default_top_k),
+            knn_k: args.knn_k,
+        },
+    )
 }
 
 /// Decoded clip facts.

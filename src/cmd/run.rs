@@ -322,17 +322,15 @@ pub fn run(args: RunArgs) -> Result<()> {
     let cfg = effective_config(&args)?;
     let shutdown = service::shutdown_flag()?;
     let dir = crate::model::resolve(cfg.model.dir.as_deref())?;
-    let model = crate::allocator::while_loading(|| {
-        Model::load(
-            &dir,
-            &LoadOptions {
-                precision: cfg.model.precision,
-                refs: cfg.model.refs.as_deref(),
-                top_k: cfg.classify.top_k,
-                knn_k: cfg.classify.knn_k,
-            },
-        )
-    })?;
+    let model = Model::load(
+        &dir,
+        &LoadOptions {
+            precision: cfg.model.precision,
+            refs: cfg.model.refs.as_deref(),
+            top_k: cfg.classify.top_k,
+            knn_k: cfg.classify.knn_k,
+        },
+    )?;
     let model_name = model.name.clone();
     log::info!("model {} from {}", model_name, dir.display());
     if model.classifier.can_label() {
