@@ -320,9 +320,8 @@ dynamic_filters = true
     format!("127.0.0.1:{port}")
 }
 
-/// A unique device id per test run: the daemon's MQTT client id is `sfxtag-<device id>`, and two
-/// daemons with one client id on a shared broker take each other's session over.
-pub fn unique_device(test: &str) -> String {
+/// `<test>-<pid>-<nanoseconds>`: unique per test and run, also across processes.
+fn unique(test: &str) -> String {
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -330,13 +329,15 @@ pub fn unique_device(test: &str) -> String {
     format!("{test}-{}-{n}", std::process::id())
 }
 
+/// A unique device id per test run: the daemon's MQTT client id is `sfxtag-<device id>`, and two
+/// daemons with one client id on a shared broker take each other's session over.
+pub fn unique_device(test: &str) -> String {
+    unique(test)
+}
+
 /// A unique base topic per test run.
 pub fn unique_base(test: &str) -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("sfxtag-test/{test}-{}-{n}", std::process::id())
+    format!("sfxtag-test/{}", unique(test))
 }
 
 /// One received message.
