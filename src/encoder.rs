@@ -4,6 +4,8 @@
 //! the run and hands back, so filling it for the next window is a copy, not an allocation. Output
 //! values are copied into preallocated buffers. (tract itself allocates its outputs per run.)
 
+mod packed_patches;
+
 use sfxtag_core::frontend::{ModelWindow, N_MELS, WINDOW_FRAMES};
 use sfxtag_core::manifest::Manifest;
 use std::path::Path;
@@ -80,6 +82,7 @@ impl Encoder {
         model.select_outputs_by_name(&names).map_err(load_err)?;
         let mut optimized = model.into_optimized().map_err(load_err)?;
         fold_constant_chains(&mut optimized).map_err(load_err)?;
+        packed_patches::replace_im2col(&mut optimized).map_err(load_err)?;
         let plan = optimized.into_runnable().map_err(load_err)?;
         let state = SimpleState::new(&plan).map_err(load_err)?;
         let input = Arc::new(Tensor::zero::<f32>(&shape).map_err(load_err)?);
@@ -258,6 +261,59 @@ mod tests {
         let y = plan.run(tvec![tensor1(&[3i32]).into_tvalue()]).unwrap();
         let y = y[0].try_as_plain_ram().unwrap();
         assert_eq!(y.as_slice::<i32>().unwrap(), &[3 + n as i32]);
+    }
+
+    /// The shipped int8 encoder gives bit for bit the same outputs with its im2col replaced by
+    /// [`packed_patches::PackedPatches`], on the first run and on later runs (which reuse the
+    /// padded-image buffer).
+    #[test]
+    fn packed_patches_leave_the_shipped_encoders_outputs_unchanged() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/aisfx-cnn9/encoder.onnx");
+        let im2cols = |m: &TypedModel| {
+            m.nodes()
+                .iter()
+                .filter(|n| n.op_is::<tract_onnx::tract_core::ops::cnn::conv::Im2Col>())
+                .count()
+        };
+        let plan = |replace: bool| {
+            let mut m = tract_onnx::onnx().model_for_path(&path).unwrap();
+            m.set_input_fact(0, f32::fact([1, 1, WINDOW_FRAMES, N_MELS]).into())
+                .unwrap();
+            let mut m = m.into_optimized().unwrap();
+            fold_constant_chains(&mut m).unwrap();
+            if replace {
+                let before = im2cols(&m);
+                assert!(
+                    before >= 8,
+                    "CNN9 has 8 convolutions, found {before} im2cols"
+                );
+                assert_eq!(packed_patches::replace_im2col(&mut m).unwrap(), before);
+                assert_eq!(im2cols(&m), 0);
+            }
+            m.into_runnable().unwrap()
+        };
+        let (tract_plan, our_plan) = (plan(false), plan(true));
+        let mut ours = SimpleState::new(&our_plan).unwrap();
+        for seed in [1u64, 2] {
+            let mut s = seed;
+            let values: Vec<f32> = (0..WINDOW_FRAMES * N_MELS)
+                .map(|_| {
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (s >> 40) as f32 / (1u64 << 24) as f32
+                })
+                .collect();
+            let x = Tensor::from_shape(&[1, 1, WINDOW_FRAMES, N_MELS], &values).unwrap();
+            let expected = tract_plan.run(tvec![x.clone().into_tvalue()]).unwrap();
+            let got = ours.run(tvec![x.into_tvalue()]).unwrap();
+            assert_eq!(expected.len(), got.len());
+            for (e, g) in expected.iter().zip(&got) {
+                let e = e.try_as_plain_ram().unwrap();
+                let g = g.try_as_plain_ram().unwrap();
+                assert_eq!(e.as_slice::<f32>().unwrap(), g.as_slice::<f32>().unwrap());
+            }
+        }
     }
 
     #[test]
