@@ -7,7 +7,7 @@
 //! loading, a small fixed threshold returns every large buffer to the system. Once loaded, a
 //! large threshold lets tract's per-window scratch tensors (an im2col buffer alone is 5.5 MB)
 //! be reused from the heap instead of being mapped and zeroed for every window. Measured in
-//! README, "Measured on these machines" (peak RSS and latency, before and after).
+//! docs/benchmarks.md (peak RSS and latency).
 
 /// While loading: allocations from this size up get their own mapping, returned when freed.
 pub const LOADING_MMAP_THRESHOLD: usize = 128 * 1024;

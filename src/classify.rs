@@ -1,64 +1,35 @@
-//! Classification: the model's labelled UCS head (softmax, top-k) and/or cosine kNN over an
-//! enrolled reference set, on z-scored embeddings. Pure: no I/O, no tract.
+//! Classification of one window: the model's labelled UCS head (softmax of the logits at the
+//! manifest's calibration temperature, so a score is a probability) and/or cosine kNN over a
+//! reference set, the user's own references mixed in with a configured weight, an optional
+//! restriction to chosen Categories, and the decision whether the best label is *confident*
+//! (its probability passes the label's threshold) or the window is "unknown". Pure: no I/O.
 
+pub use crate::label::Label;
 use crate::refs::{Neighbour, RefSet};
 use serde::Serialize;
 use sfxtag_core::manifest::{HeadSpec, Taxonomy};
 use sfxtag_core::ucs;
+use std::collections::BTreeMap;
 
-/// One label with its score, resolved against UCS where the taxonomy is UCS.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Label {
-    /// The label as the model / reference set names it.
-    pub label: String,
-    /// UCS CatID (taxonomy `ucs-catid`), else null.
-    pub catid: Option<String>,
-    /// UCS category (`ucs-catid` and `ucs-category`), else null.
-    pub category: Option<String>,
-    /// UCS subcategory (`ucs-catid`), else null.
-    pub subcategory: Option<String>,
-    pub score: f32,
-}
+/// Confidence threshold of a head that gives none in its manifest.
+pub const DEFAULT_HEAD_THRESHOLD: f32 = 0.5;
+/// Confidence threshold of kNN vote shares (no calibration behind them).
+pub const DEFAULT_KNN_THRESHOLD: f32 = 0.6;
+/// Default weight of the user's references against the model.
+pub const DEFAULT_USER_WEIGHT: f32 = 0.5;
 
-impl Label {
-    /// Resolves `label` in `taxonomy`.
-    pub fn new(label: &str, taxonomy: Taxonomy, score: f32) -> Self {
-        let (catid, category, subcategory) = match taxonomy {
-            Taxonomy::UcsCatId => match ucs::lookup(label) {
-                Some(e) => (
-                    Some(e.cat_id.to_string()),
-                    Some(e.category.to_string()),
-                    Some(e.subcategory.to_string()),
-                ),
-                None => (None, None, None),
-            },
-            Taxonomy::UcsCategory => (None, Some(label.to_string()), None),
-            Taxonomy::Custom => (None, None, None),
-        };
-        Self {
-            label: label.to_string(),
-            catid,
-            category,
-            subcategory,
-            score,
-        }
-    }
-
-    /// A short display form: the CatID, else the label.
-    pub fn short(&self) -> &str {
-        self.catid.as_deref().unwrap_or(&self.label)
-    }
-}
-
-/// Where the `top` list of a prediction came from.
+/// Where the best label of a prediction came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TopSource {
     /// The model's labelled head.
     Head,
-    /// kNN votes over the reference set.
+    /// kNN votes over the model's reference set.
     Knn,
-    /// Nothing can label this model's output (no labelled head, no reference set).
+    /// kNN votes over the user's own references (`enroll --ucs-library`).
+    User,
+    /// Nothing can label this model's output (no labelled head, no reference set), or the
+    /// window was silent and not classified.
     None,
 }
 
@@ -67,18 +38,73 @@ pub enum TopSource {
 pub struct Prediction {
     pub top: Vec<Label>,
     pub top_source: TopSource,
+    /// Whether `top[0]` passes its threshold; when false the window is "unknown" and `top`
+    /// holds only the best guesses.
+    pub confident: bool,
+    /// The threshold `top[0]` had to pass.
+    pub threshold: f32,
     /// The k nearest references (when a reference set is loaded).
     pub neighbours: Option<Vec<Neighbour>>,
     /// kNN votes (when a reference set is loaded), also when the head fills `top`.
     pub knn_top: Option<Vec<Label>>,
 }
 
+impl Prediction {
+    /// An empty prediction (nothing to classify with, or a window not run through the model).
+    pub fn empty() -> Self {
+        Self {
+            top: Vec::new(),
+            top_source: TopSource::None,
+            confident: false,
+            threshold: 1.0,
+            neighbours: None,
+            knn_top: None,
+        }
+    }
+
+    /// The confident label, if any.
+    pub fn label(&self) -> Option<&Label> {
+        if self.confident {
+            self.top.first()
+        } else {
+            None
+        }
+    }
+
+    /// The confident label as a slice (empty when unknown): what events and recordings act on.
+    pub fn confident_top(&self) -> &[Label] {
+        match self.label() {
+            Some(_) => &self.top[..1],
+            None => &[],
+        }
+    }
+
+    /// The privacy filter's verdict: the first of `categories` that one of the top labels
+    /// names with at least `min_score` (guesses count: the filter errs on the side of privacy).
+    pub fn private_category(&self, categories: &[String], min_score: f32) -> Option<&str> {
+        self.top.iter().find_map(|l| {
+            let c = l.category.as_deref()?;
+            (l.score >= min_score && categories.iter().any(|x| x == c)).then_some(c)
+        })
+    }
+}
+
 /// Numerically stable softmax of `logits` into `out` (same length).
 pub fn softmax_into(logits: &[f32], out: &mut [f32]) {
+    softmax_t_into(logits, 1.0, out)
+}
+
+/// Softmax of `logits / temperature` into `out`.
+pub fn softmax_t_into(logits: &[f32], temperature: f32, out: &mut [f32]) {
+    let t = if temperature > 0.0 { temperature } else { 1.0 };
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0f32;
     for (o, &l) in out.iter_mut().zip(logits) {
-        *o = if l.is_finite() { (l - max).exp() } else { 0.0 };
+        *o = if l.is_finite() {
+            ((l - max) / t).exp()
+        } else {
+            0.0
+        };
         sum += *o;
     }
     if sum > 0.0 && sum.is_finite() {
@@ -109,21 +135,79 @@ pub struct HeadClassifier {
     pub name: String,
     pub taxonomy: Taxonomy,
     pub labels: Vec<String>,
+    pub temperature: f32,
+    /// Per-label thresholds from the manifest (empty: none given).
+    pub thresholds: Vec<f32>,
     probs: Vec<f32>,
 }
 
 impl HeadClassifier {
+    fn from_spec(h: &HeadSpec) -> Self {
+        Self {
+            name: h.name.clone(),
+            taxonomy: h.taxonomy,
+            labels: h.labels.clone(),
+            temperature: h.temperature(),
+            thresholds: h.thresholds.clone(),
+            probs: vec![0.0; h.labels.len()],
+        }
+    }
+
     /// The first head with label names and a UCS taxonomy, with its index among the heads.
     pub fn pick(heads: &[HeadSpec]) -> Option<(usize, Self)> {
         heads.iter().enumerate().find_map(|(i, h)| {
             let ucs = matches!(h.taxonomy, Taxonomy::UcsCategory | Taxonomy::UcsCatId);
-            (ucs && !h.labels.is_empty()).then(|| {
+            (ucs && !h.labels.is_empty()).then(|| (i, Self::from_spec(h)))
+        })
+    }
+
+    /// Calibrated probabilities of one window's logits.
+    fn probs(&mut self, logits: &[f32]) -> &[f32] {
+        let n = logits.len().min(self.probs.len());
+        softmax_t_into(&logits[..n], self.temperature, &mut self.probs[..n]);
+        &self.probs[..n]
+    }
+
+    /// Top-k labels of one window's logits.
+    pub fn classify(&mut self, logits: &[f32], k: usize) -> Vec<Label> {
+        let taxonomy = self.taxonomy;
+        let probs = self.probs(logits).to_vec();
+        top_k(&probs, k)
+            .into_iter()
+            .map(|(i, p)| Label::new(&self.labels[i], taxonomy, p))
+            .collect()
+    }
+}
+
+/// A CatID head beside a Category head: names the most likely CatID of a predicted Category.
+#[derive(Debug, Clone)]
+pub struct CatIdHead {
+    pub name: String,
+    labels: Vec<String>,
+    categories: Vec<&'static str>,
+    temperature: f32,
+    probs: Vec<f32>,
+}
+
+impl CatIdHead {
+    /// A labelled `ucs-catid` head other than `primary`, when `primary` is a Category head.
+    pub fn pick(heads: &[HeadSpec], primary: usize) -> Option<(usize, Self)> {
+        if heads.get(primary)?.taxonomy != Taxonomy::UcsCategory {
+            return None;
+        }
+        heads.iter().enumerate().find_map(|(i, h)| {
+            (i != primary && h.taxonomy == Taxonomy::UcsCatId && !h.labels.is_empty()).then(|| {
                 (
                     i,
                     Self {
                         name: h.name.clone(),
-                        taxonomy: h.taxonomy,
+                        categories: h
+                            .labels
+                            .iter()
+                            .map(|l| ucs::lookup(l).map_or("", |e| e.category))
+                            .collect(),
                         labels: h.labels.clone(),
+                        temperature: h.temperature(),
                         probs: vec![0.0; h.labels.len()],
                     },
                 )
@@ -131,38 +215,113 @@ impl HeadClassifier {
         })
     }
 
-    /// Top-k labels of one window's logits.
-    pub fn classify(&mut self, logits: &[f32], k: usize) -> Vec<Label> {
+    fn update(&mut self, logits: &[f32]) {
         let n = logits.len().min(self.probs.len());
-        softmax_into(&logits[..n], &mut self.probs[..n]);
-        top_k(&self.probs[..n], k)
-            .into_iter()
-            .map(|(i, p)| Label::new(&self.labels[i], self.taxonomy, p))
-            .collect()
+        softmax_t_into(&logits[..n], self.temperature, &mut self.probs[..n]);
+    }
+
+    /// The most likely CatID of `category` in the last window, if the head knows one.
+    fn best_in(&self, category: &str) -> Option<&str> {
+        self.categories
+            .iter()
+            .zip(&self.probs)
+            .enumerate()
+            .filter(|(_, (c, _))| **c == category)
+            .max_by(|a, b| a.1 .1.total_cmp(b.1 .1))
+            .map(|(i, _)| self.labels[i].as_str())
+    }
+}
+
+/// What the user decides about labels (config `[labels]`, CLI flags).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelPolicy {
+    /// One threshold for every label, replacing the model's.
+    pub threshold: Option<f32>,
+    /// Thresholds of single labels (a Category, CatID or custom label), over everything else.
+    pub thresholds: BTreeMap<String, f32>,
+    /// Only these UCS Categories may be predicted (None: all).
+    pub categories: Option<Vec<String>>,
+    /// Weight of the user's references against the model, 0–1.
+    pub user_weight: f32,
+}
+
+impl Default for LabelPolicy {
+    fn default() -> Self {
+        Self {
+            threshold: None,
+            thresholds: BTreeMap::new(),
+            categories: None,
+            user_weight: DEFAULT_USER_WEIGHT,
+        }
     }
 }
 
 /// Head and/or kNN classification of z-scored embeddings.
 pub struct Classifier {
     pub head: Option<HeadClassifier>,
+    pub catid: Option<CatIdHead>,
+    /// The model's reference set.
     pub refs: Option<RefSet>,
+    /// The user's own references, labelled first (weighted by `policy.user_weight`).
+    pub user: Option<RefSet>,
+    pub policy: LabelPolicy,
     /// Labels in `top`.
     pub top_k: usize,
     /// Neighbours for kNN.
     pub knn_k: usize,
 }
 
+/// One label's accumulated score from the model and from the user's references.
+struct Mass {
+    label: String,
+    taxonomy: Taxonomy,
+    model: f32,
+    user: f32,
+}
+
 impl Classifier {
+    /// A classifier with the default policy.
+    pub fn new(
+        head: Option<HeadClassifier>,
+        refs: Option<RefSet>,
+        top_k: usize,
+        knn_k: usize,
+    ) -> Self {
+        Self {
+            head,
+            catid: None,
+            refs,
+            user: None,
+            policy: LabelPolicy::default(),
+            top_k,
+            knn_k,
+        }
+    }
+
     /// Whether anything can put labels on this model's output.
     pub fn can_label(&self) -> bool {
-        self.head.is_some() || self.refs.as_ref().is_some_and(|r| !r.is_empty())
+        self.head.is_some()
+            || self.refs.as_ref().is_some_and(|r| !r.is_empty())
+            || self.user.as_ref().is_some_and(|r| !r.is_empty())
     }
 
     /// A one-line description for logs and `--help` output.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         if let Some(h) = &self.head {
-            parts.push(format!("head '{}' ({} labels)", h.name, h.labels.len()));
+            parts.push(format!(
+                "head '{}' ({} labels{})",
+                h.name,
+                h.labels.len(),
+                if h.temperature != 1.0 {
+                    format!(", calibrated T = {:.2}", h.temperature)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        if let Some(c) = &self.catid {
+            parts.push(format!("CatIDs from head '{}'", c.name));
         }
         if let Some(r) = &self.refs {
             parts.push(format!(
@@ -173,6 +332,16 @@ impl Classifier {
                 crate::refs::taxonomy_name(r.taxonomy)
             ));
         }
+        if let Some(u) = &self.user {
+            parts.push(format!(
+                "your {} references (weight {:.2})",
+                u.len(),
+                self.policy.user_weight
+            ));
+        }
+        if let Some(c) = &self.policy.categories {
+            parts.push(format!("only {}", c.join(", ")));
+        }
         if parts.is_empty() {
             "no labels: the model has no labelled UCS head and no kNN reference set is loaded \
              (give --refs FILE, or build one with `sfxtag enroll`); embeddings are still produced"
@@ -182,30 +351,254 @@ impl Classifier {
         }
     }
 
-    /// Classifies one window: `z` is the z-scored embedding, `head_logits` the labelled head's.
-    pub fn classify(&mut self, z: &[f32], head_logits: Option<&[f32]>) -> Prediction {
-        let head_top = match (&mut self.head, head_logits) {
-            (Some(h), Some(l)) => Some(h.classify(l, self.top_k)),
-            _ => None,
+    /// The taxonomy `top` labels are in.
+    fn primary_taxonomy(&self) -> Option<Taxonomy> {
+        self.head
+            .as_ref()
+            .map(|h| h.taxonomy)
+            .or(self.refs.as_ref().map(|r| r.taxonomy))
+            .or(self.user.as_ref().map(|r| r.taxonomy))
+    }
+
+    /// The threshold a label must pass to be confident.
+    pub fn threshold_for(&self, label: &Label, source: TopSource) -> f32 {
+        if let Some(t) = self
+            .policy
+            .thresholds
+            .get(&label.label)
+            .or(label
+                .catid
+                .as_ref()
+                .and_then(|c| self.policy.thresholds.get(c)))
+            .or(label
+                .category
+                .as_ref()
+                .and_then(|c| self.policy.thresholds.get(c)))
+        {
+            return *t;
+        }
+        if let Some(t) = self.policy.threshold {
+            return t;
+        }
+        match (&self.head, source) {
+            (Some(h), TopSource::Head | TopSource::User) => h
+                .labels
+                .iter()
+                .position(|l| *l == label.label)
+                .and_then(|i| h.thresholds.get(i).copied())
+                .unwrap_or(DEFAULT_HEAD_THRESHOLD),
+            _ => DEFAULT_KNN_THRESHOLD,
+        }
+    }
+
+    /// Classifies one window: `z` is the z-scored embedding, `head_logits` the labelled
+    /// head's, `catid_logits` the CatID head's (beside a Category head).
+    pub fn classify(
+        &mut self,
+        z: &[f32],
+        head_logits: Option<&[f32]>,
+        catid_logits: Option<&[f32]>,
+    ) -> Prediction {
+        let Some(primary) = self.primary_taxonomy() else {
+            return Prediction::empty();
         };
+        let user_w = match &self.user {
+            Some(u) if !u.is_empty() => self.policy.user_weight.clamp(0.0, 1.0),
+            _ => 0.0,
+        };
+        let mut mass: Vec<Mass> = Vec::new();
+        let mut add = |label: &str, taxonomy: Taxonomy, model: f32, user: f32| match mass
+            .iter_mut()
+            .find(|m| m.label == label)
+        {
+            Some(m) => {
+                m.model += model;
+                m.user += user;
+            }
+            None => mass.push(Mass {
+                label: label.to_string(),
+                taxonomy,
+                model,
+                user,
+            }),
+        };
+        // The model's own distribution: the head, else the reference set's votes.
+        let mut from_head = false;
         let (neighbours, knn_top) = match &mut self.refs {
             Some(r) if !r.is_empty() => {
                 let n = r.nearest(z, self.knn_k);
-                let votes = r.vote(&n, self.top_k);
-                (Some(n), Some(votes))
+                let votes = r.vote(&n, usize::MAX);
+                if self.head.is_none() {
+                    for v in &votes {
+                        add(&v.label, r.taxonomy, (1.0 - user_w) * v.score, 0.0);
+                    }
+                }
+                let mut shown = votes;
+                shown.truncate(self.top_k);
+                (Some(n), Some(shown))
             }
             _ => (None, None),
         };
-        let (top, top_source) = match (head_top, &knn_top) {
-            (Some(t), _) => (t, TopSource::Head),
-            (None, Some(v)) => (v.clone(), TopSource::Knn),
-            (None, None) => (Vec::new(), TopSource::None),
+        if let (Some(h), Some(l)) = (&mut self.head, head_logits) {
+            from_head = true;
+            let taxonomy = h.taxonomy;
+            let probs = h.probs(l).to_vec();
+            for (i, p) in probs.iter().enumerate() {
+                add(&h.labels[i], taxonomy, (1.0 - user_w) * p, 0.0);
+            }
+        }
+        // The user's references, in the primary taxonomy.
+        if user_w > 0.0 {
+            let u = self.user.as_mut().expect("user weight needs a user set");
+            let n = u.nearest(z, self.knn_k);
+            for v in u.vote(&n, usize::MAX) {
+                if let Some(label) = to_taxonomy(&v.label, u.taxonomy, primary) {
+                    add(&label, primary, 0.0, user_w * v.score);
+                }
+            }
+        }
+        if let Some(allowed) = &self.policy.categories {
+            mass.retain(|m| {
+                category_of(&m.label, m.taxonomy).is_some_and(|c| allowed.iter().any(|a| a == c))
+            });
+            let total: f32 = mass.iter().map(|m| m.model + m.user).sum();
+            if total > 0.0 {
+                for m in mass.iter_mut() {
+                    m.model /= total;
+                    m.user /= total;
+                }
+            }
+        }
+        mass.sort_by(|a, b| {
+            (b.model + b.user)
+                .total_cmp(&(a.model + a.user))
+                .then(a.label.cmp(&b.label))
+        });
+        mass.truncate(self.top_k);
+        if let (Some(c), Some(l)) = (&mut self.catid, catid_logits) {
+            c.update(l);
+        }
+        let top: Vec<Label> = mass
+            .iter()
+            .map(|m| {
+                let l = Label::new(&m.label, m.taxonomy, m.model + m.user);
+                match (&self.catid, catid_logits.is_some(), l.category.clone()) {
+                    (Some(c), true, Some(cat)) if l.catid.is_none() => match c.best_in(&cat) {
+                        Some(id) => l.with_catid(id),
+                        None => l,
+                    },
+                    _ => l,
+                }
+            })
+            .collect();
+        let top_source = match mass.first() {
+            None => TopSource::None,
+            Some(m) if m.user > m.model => TopSource::User,
+            Some(_) if from_head => TopSource::Head,
+            Some(_) => TopSource::Knn,
+        };
+        let (confident, threshold) = match top.first() {
+            Some(l) => {
+                let t = self.threshold_for(l, top_source);
+                (l.score >= t, t)
+            }
+            None => (false, 1.0),
         };
         Prediction {
             top,
             top_source,
+            confident,
+            threshold,
             neighbours,
             knn_top,
+        }
+    }
+}
+
+/// The UCS Category of a label, where its taxonomy has one.
+fn category_of(label: &str, taxonomy: Taxonomy) -> Option<&'static str> {
+    match taxonomy {
+        Taxonomy::UcsCatId => ucs::lookup(label).map(|e| e.category),
+        Taxonomy::UcsCategory => ucs::label_categories().into_iter().find(|c| *c == label),
+        Taxonomy::Custom => None,
+    }
+}
+
+/// A label moved to another taxonomy (a CatID to its Category); None when it cannot be.
+fn to_taxonomy(label: &str, from: Taxonomy, to: Taxonomy) -> Option<String> {
+    match (from, to) {
+        (a, b) if a == b => Some(label.to_string()),
+        (Taxonomy::UcsCatId, Taxonomy::UcsCategory) => {
+            ucs::lookup(label).map(|e| e.category.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// A whole file's labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileLabels {
+    /// Mean of the classified windows' scores, best first.
+    pub top: Vec<Label>,
+    /// Where most windows' best label came from.
+    pub top_source: TopSource,
+    /// Whether `top[0]` passes its threshold.
+    pub confident: bool,
+    /// Every window was below the silence floor.
+    pub silent: bool,
+}
+
+impl FileLabels {
+    /// The confident label, if any.
+    pub fn label(&self) -> Option<&Label> {
+        if self.confident {
+            self.top.first()
+        } else {
+            None
+        }
+    }
+
+    /// The confident label as a slice (empty when unknown): what events and recordings act on.
+    pub fn confident_top(&self) -> &[Label] {
+        match self.label() {
+            Some(_) => &self.top[..1],
+            None => &[],
+        }
+    }
+
+    /// The privacy filter's verdict: the first of `categories` that one of the top labels
+    /// names with at least `min_score` (guesses count: the filter errs on the side of privacy).
+    pub fn private_category(&self, categories: &[String], min_score: f32) -> Option<&str> {
+        self.top.iter().find_map(|l| {
+            let c = l.category.as_deref()?;
+            (l.score >= min_score && categories.iter().any(|x| x == c)).then_some(c)
+        })
+    }
+}
+
+impl Classifier {
+    /// A file's labels from its windows' predictions (silent windows left out).
+    pub fn file_labels(
+        &self,
+        windows: &[(Vec<Label>, TopSource)],
+        silent_windows: usize,
+    ) -> FileLabels {
+        let tops: Vec<Vec<Label>> = windows.iter().map(|w| w.0.clone()).collect();
+        let top = aggregate(&tops, self.top_k);
+        let count = |s: TopSource| windows.iter().filter(|w| w.1 == s).count();
+        let top_source = [TopSource::Head, TopSource::User, TopSource::Knn]
+            .into_iter()
+            .max_by_key(|s| count(*s))
+            .filter(|s| count(*s) > 0)
+            .unwrap_or(TopSource::None);
+        let confident = top
+            .first()
+            .is_some_and(|l| l.score >= self.threshold_for(l, top_source));
+        FileLabels {
+            silent: windows.is_empty() && silent_windows > 0,
+            top,
+            top_source,
+            confident,
         }
     }
 }
@@ -247,6 +640,11 @@ mod tests {
         // Huge logits do not overflow.
         softmax_into(&[1000.0, 0.0, -1000.0], &mut p);
         assert!((p[0] - 1.0).abs() < 1e-6 && p.iter().all(|x| x.is_finite()));
+        // A temperature above 1 flattens, keeping the order.
+        let mut q = [0.0; 3];
+        softmax_t_into(&[1.0, 3.0, 2.0], 4.0, &mut q);
+        softmax_into(&[1.0, 3.0, 2.0], &mut p);
+        assert!(q[1] < p[1] && q[1] > q[2] && q[2] > q[0]);
     }
 
     #[test]
@@ -258,32 +656,23 @@ mod tests {
         assert!(top_k(&[], 3).is_empty());
     }
 
-    #[test]
-    fn labels_resolve_against_ucs() {
-        let l = Label::new("DOORWood", Taxonomy::UcsCatId, 0.5);
-        assert_eq!(l.category.as_deref(), Some("DOORS"));
-        assert_eq!(l.subcategory.as_deref(), Some("WOOD"));
-        let c = Label::new("DOORS", Taxonomy::UcsCategory, 0.5);
-        assert_eq!((c.catid, c.category.as_deref()), (None, Some("DOORS")));
-        let x = Label::new("bark", Taxonomy::Custom, 0.5);
-        assert_eq!(x.short(), "bark");
-    }
-
-    fn head(labels: &[&str], tax: Taxonomy) -> HeadSpec {
+    fn head(name: &str, labels: &[&str], tax: Taxonomy) -> HeadSpec {
         HeadSpec {
-            name: "h".into(),
-            output: "logits_h".into(),
+            name: name.into(),
+            output: format!("logits_{name}"),
             taxonomy: tax,
             labels: labels.iter().map(|s| s.to_string()).collect(),
             n_classes: labels.len().max(3),
+            calibration: None,
+            thresholds: Vec::new(),
         }
     }
 
     #[test]
     fn picks_only_labelled_ucs_heads() {
-        let unlabelled = head(&[], Taxonomy::UcsCatId);
-        let custom = head(&["a", "b"], Taxonomy::Custom);
-        let ucs = head(&["DOORWood", "DOORKnck"], Taxonomy::UcsCatId);
+        let unlabelled = head("h", &[], Taxonomy::UcsCatId);
+        let custom = head("h", &["a", "b"], Taxonomy::Custom);
+        let ucs = head("h", &["DOORWood", "DOORKnck"], Taxonomy::UcsCatId);
         assert!(HeadClassifier::pick(&[unlabelled.clone(), custom.clone()]).is_none());
         let (i, h) = HeadClassifier::pick(&[unlabelled, custom, ucs]).unwrap();
         assert_eq!(i, 2);
@@ -293,31 +682,137 @@ mod tests {
     #[test]
     fn head_top_comes_first_and_knn_is_reported_beside_it() {
         let (_, h) =
-            HeadClassifier::pick(&[head(&["DOORWood", "DOORKnck"], Taxonomy::UcsCatId)]).unwrap();
+            HeadClassifier::pick(&[head("h", &["DOORWood", "DOORKnck"], Taxonomy::UcsCatId)])
+                .unwrap();
         let mut refs = RefSet::new("m", "1", Taxonomy::UcsCatId, 2);
         refs.add("ANMLFarm", "a.wav", 0, &[1.0, 0.0]);
-        let mut c = Classifier {
-            head: Some(h),
-            refs: Some(refs),
-            top_k: 2,
-            knn_k: 1,
-        };
-        let p = c.classify(&[1.0, 0.1], Some(&[0.0, 2.0]));
+        let mut c = Classifier::new(Some(h), Some(refs), 2, 1);
+        let p = c.classify(&[1.0, 0.1], Some(&[0.0, 2.0]), None);
         assert_eq!(p.top_source, TopSource::Head);
         assert_eq!(p.top[0].label, "DOORKnck");
         assert_eq!(p.knn_top.as_ref().unwrap()[0].label, "ANMLFarm");
         assert_eq!(p.neighbours.as_ref().unwrap().len(), 1);
         // Without the head the kNN votes fill `top`.
         c.head = None;
-        let p = c.classify(&[1.0, 0.1], None);
+        let p = c.classify(&[1.0, 0.1], None, None);
         assert_eq!(p.top_source, TopSource::Knn);
         assert_eq!(p.top[0].catid.as_deref(), Some("ANMLFarm"));
         // Neither: empty, and said so.
         c.refs = None;
         assert!(!c.can_label());
         assert!(c.describe().contains("no labels"));
-        let p = c.classify(&[1.0, 0.1], None);
+        let p = c.classify(&[1.0, 0.1], None, None);
         assert_eq!((p.top.len(), p.top_source), (0, TopSource::None));
+        assert!(!p.confident);
+    }
+
+    fn category_classifier(thresholds: Vec<f32>, temperature: f32) -> Classifier {
+        let mut cat = head(
+            "category",
+            &["ANIMALS", "DOORS", "VOICES"],
+            Taxonomy::UcsCategory,
+        );
+        cat.thresholds = thresholds;
+        cat.calibration = Some(sfxtag_core::manifest::HeadCalibration {
+            method: "temperature".into(),
+            temperature,
+            fitted_on: String::new(),
+        });
+        let id = head(
+            "catid",
+            &["ANMLFarm", "ANMLDog", "DOORKnck"],
+            Taxonomy::UcsCatId,
+        );
+        let heads = [cat, id];
+        let (i, h) = HeadClassifier::pick(&heads).unwrap();
+        let mut c = Classifier::new(Some(h), None, 3, 5);
+        c.catid = CatIdHead::pick(&heads, i).map(|x| x.1);
+        c
+    }
+
+    #[test]
+    fn calibrated_scores_decide_confidence_per_label() {
+        let mut c = category_classifier(vec![0.9, 0.5, 0.5], 1.0);
+        // ANIMALS at ≈ 0.84: below its own threshold 0.9 → unknown, best guesses still listed.
+        let p = c.classify(&[0.0; 2], Some(&[3.0, 1.0, 0.5]), Some(&[0.0, 2.0, 0.0]));
+        assert_eq!(p.top[0].label, "ANIMALS");
+        assert!(!p.confident && p.label().is_none());
+        assert_eq!(p.threshold, 0.9);
+        // The CatID head names the CatID within the Category.
+        assert_eq!(p.top[0].catid.as_deref(), Some("ANMLDog"));
+        // DOORS at ≈ 0.84 passes its 0.5.
+        let p = c.classify(&[0.0; 2], Some(&[1.0, 3.0, 0.5]), None);
+        assert!(p.confident);
+        assert_eq!(p.label().unwrap().label, "DOORS");
+        // A config threshold replaces the model's.
+        c.policy.threshold = Some(0.95);
+        assert!(
+            !c.classify(&[0.0; 2], Some(&[1.0, 3.0, 0.5]), None)
+                .confident
+        );
+        c.policy.thresholds.insert("DOORS".into(), 0.2);
+        assert!(
+            c.classify(&[0.0; 2], Some(&[1.0, 3.0, 0.5]), None)
+                .confident
+        );
+        // The temperature flattens: the same logits at T = 4 are not confident.
+        let mut c = category_classifier(vec![0.5; 3], 4.0);
+        let p = c.classify(&[0.0; 2], Some(&[1.0, 3.0, 0.5]), None);
+        assert!(p.top[0].score < 0.5 && !p.confident, "{:?}", p.top);
+    }
+
+    #[test]
+    fn categories_restrict_and_renormalise() {
+        let mut c = category_classifier(vec![0.5; 3], 1.0);
+        c.policy.categories = Some(vec!["DOORS".into(), "VOICES".into()]);
+        let p = c.classify(&[0.0; 2], Some(&[3.0, 1.0, 0.5]), None);
+        assert_eq!(p.top.len(), 2);
+        assert_eq!(p.top[0].label, "DOORS");
+        assert!((p.top.iter().map(|l| l.score).sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn user_references_weigh_in_and_say_so() {
+        let mut c = category_classifier(vec![0.5; 3], 1.0);
+        let mut user = RefSet::new("m", "1", Taxonomy::UcsCatId, 2);
+        user.add("DOORKnck", "mine.wav", 0, &[1.0, 0.0]);
+        c.user = Some(user);
+        c.policy.user_weight = 0.7;
+        // The model says ANIMALS (≈ 0.84); the user's door knock wins with weight 0.7.
+        let p = c.classify(&[1.0, 0.0], Some(&[3.0, 1.0, 0.5]), None);
+        assert_eq!(p.top[0].label, "DOORS");
+        assert_eq!(p.top_source, TopSource::User);
+        assert!(c.describe().contains("your 1 references"));
+        c.policy.user_weight = 0.1;
+        let p = c.classify(&[1.0, 0.0], Some(&[3.0, 1.0, 0.5]), None);
+        assert_eq!(
+            (p.top[0].label.as_str(), p.top_source),
+            ("ANIMALS", TopSource::Head)
+        );
+    }
+
+    #[test]
+    fn privacy_counts_guesses_above_the_floor() {
+        let p = Prediction {
+            top: vec![
+                Label::new("ANIMALS", Taxonomy::UcsCategory, 0.5),
+                Label::new("VOICES", Taxonomy::UcsCategory, 0.3),
+            ],
+            top_source: TopSource::Head,
+            confident: false,
+            threshold: 0.6,
+            neighbours: None,
+            knn_top: None,
+        };
+        let voices = vec!["VOICES".to_string()];
+        assert_eq!(p.private_category(&voices, 0.25), Some("VOICES"));
+        assert_eq!(p.private_category(&voices, 0.35), None);
+        assert!(p.confident_top().is_empty());
+        let sure = Prediction {
+            confident: true,
+            ..p
+        };
+        assert_eq!(sure.confident_top().len(), 1);
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! Command line (clap derive). Every option of `run` overrides the config file and `SFXTAG_…`
-//! environment variables (precedence: defaults < file < environment < command line).
+//! environment variables (precedence: defaults < file < environment < command line):
+//! [`RunArgs::apply`] is the last step before the config becomes settings.
 
+use crate::config::{Config, RECORD_MODES};
+use crate::emitter::{EmbeddingFormat, StdoutMode};
+use crate::record::planner::RecordMode;
 use crate::source::stdin::PcmFormat;
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -135,6 +140,47 @@ pub struct ModelArgs {
     /// has no fast int8 kernels (measured 3.96 s vs 62 ms per window on an AVX2-only server).
     #[arg(long, value_enum)]
     pub precision: Option<crate::model::Precision>,
+    /// Only these UCS Categories may be predicted (comma-separated, e.g. ANIMALS,BIRDS,VOICES).
+    #[arg(long, value_delimiter = ',', value_name = "CATEGORIES")]
+    pub categories: Vec<String>,
+    /// A label is confident when its probability reaches this (0–1), for every label; default:
+    /// the model's per-label thresholds.
+    #[arg(long, value_name = "P")]
+    pub threshold: Option<f32>,
+    /// Your own reference set (`sfxtag enroll --ucs-library`), labelled first.
+    #[arg(long, value_name = "FILE")]
+    pub user_refs: Option<PathBuf>,
+    /// Weight of --user-refs against the model, 0–1.
+    #[arg(long, value_name = "W")]
+    pub user_weight: Option<f32>,
+}
+
+impl ModelArgs {
+    /// The label policy these flags ask for.
+    pub fn policy(&self) -> Result<crate::classify::LabelPolicy, String> {
+        let mut p = crate::classify::LabelPolicy::default();
+        if let Some(t) = self.threshold {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(format!("--threshold {t}: a probability in 0–1"));
+            }
+            p.threshold = Some(t);
+        }
+        if let Some(w) = self.user_weight {
+            if !(0.0..=1.0).contains(&w) {
+                return Err(format!("--user-weight {w}: a weight in 0–1"));
+            }
+            p.user_weight = w;
+        }
+        if !self.categories.is_empty() {
+            p.categories = Some(
+                self.categories
+                    .iter()
+                    .map(|c| c.trim().to_uppercase())
+                    .collect(),
+            );
+        }
+        Ok(p)
+    }
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -193,7 +239,7 @@ pub struct RunArgs {
     pub base_topic: Option<String>,
     /// Embedding payload: json (base64 f32le inside JSON), raw (bytes), off.
     #[arg(long, value_enum, value_name = "FMT")]
-    pub embedding_format: Option<crate::config::EmbeddingFormat>,
+    pub embedding_format: Option<EmbeddingFormat>,
     /// Publish Home Assistant discovery (retained, under homeassistant/).
     #[arg(long)]
     pub ha_discovery: bool,
@@ -205,15 +251,113 @@ pub struct RunArgs {
     pub queue_dir: Option<PathBuf>,
     /// What to print per window on stdout.
     #[arg(long, value_enum, value_name = "MODE")]
-    pub stdout: Option<crate::config::StdoutMode>,
+    pub stdout: Option<StdoutMode>,
     /// Record tagged clips (UCS-named Broadcast WAV) into DIR: turns [record] on.
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
     /// What to record: a clip per event, or continuous takes.
     #[arg(long, value_enum, value_name = "MODE")]
-    pub record_mode: Option<crate::config::RecordMode>,
+    pub record_mode: Option<RecordMode>,
     #[command(flatten)]
     pub model: ModelArgs,
+}
+
+/// `--record-mode`: the planner's one `RecordMode`, by the names the config file uses.
+impl ValueEnum for RecordMode {
+    fn value_variants<'a>() -> &'a [Self] {
+        const MODES: [RecordMode; 2] = [RECORD_MODES[0].1, RECORD_MODES[1].1];
+        &MODES
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        RECORD_MODES
+            .iter()
+            .find(|(_, m, _)| m == self)
+            .map(|(name, _, help)| PossibleValue::new(*name).help(*help))
+    }
+}
+
+impl RunArgs {
+    /// The command line's overrides, applied to the config from file and environment.
+    pub fn apply(&self, c: &mut Config) {
+        let a = self;
+        if let Some(v) = &a.input {
+            c.input.source = v.clone();
+        }
+        if a.fast {
+            c.input.realtime = false;
+        }
+        if let Some(v) = a.stdin_format {
+            c.input.stdin_format = v;
+        }
+        if let Some(v) = a.stdin_rate {
+            c.input.stdin_rate = v;
+        }
+        if let Some(v) = a.stdin_channels {
+            c.input.stdin_channels = v;
+        }
+        if let Some(v) = a.capture_rate {
+            c.input.capture_rate = Some(v);
+        }
+        if let Some(v) = a.capture_channels {
+            c.input.capture_channels = Some(v);
+        }
+        if let Some(v) = &a.device_id {
+            c.device_id = v.clone();
+        }
+        if let Some(v) = &a.mqtt_url {
+            c.mqtt.url = Some(v.clone());
+            c.mqtt.enabled = true;
+        }
+        if a.no_mqtt {
+            c.mqtt.enabled = false;
+        }
+        macro_rules! opt {
+            ($src:expr, $dst:expr) => {
+                if let Some(v) = &$src {
+                    $dst = Some(v.clone());
+                }
+            };
+        }
+        opt!(a.mqtt_username, c.mqtt.username);
+        opt!(a.mqtt_password, c.mqtt.password);
+        opt!(a.mqtt_password_file, c.mqtt.password_file);
+        opt!(a.mqtt_ca, c.mqtt.ca_file);
+        opt!(a.mqtt_cert, c.mqtt.cert_file);
+        opt!(a.mqtt_key, c.mqtt.key_file);
+        opt!(a.base_topic, c.mqtt.base_topic);
+        opt!(a.queue_dir, c.queue.dir);
+        opt!(a.model.model, c.model.dir);
+        opt!(a.model.refs, c.model.refs);
+        if let Some(p) = a.model.precision {
+            c.model.precision = p;
+        }
+        if let Some(v) = a.embedding_format {
+            c.mqtt.embedding = v;
+        }
+        if a.ha_discovery {
+            c.mqtt.ha_discovery = true;
+        }
+        if let Some(v) = a.stats_interval {
+            c.mqtt.stats_interval_s = v;
+        }
+        if let Some(v) = a.stdout {
+            c.output.stdout = v;
+        }
+        if let Some(d) = &a.record {
+            c.record.enabled = true;
+            c.record.dir = Some(d.clone());
+        }
+        if let Some(m) = a.record_mode {
+            c.record.mode = m;
+        }
+        if let Some(v) = a.model.top_k {
+            c.classify.top_k = v;
+        }
+        if let Some(v) = a.model.knn_k {
+            c.classify.knn_k = Some(v);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -293,6 +437,10 @@ pub struct ClassifyArgs {
     /// SourceID block for --suggest-name.
     #[arg(long, default_value = "NONE")]
     pub source: String,
+    /// Windows quieter than this (RMS, dBFS) are reported as silence, not classified; -120
+    /// classifies every window.
+    #[arg(long, value_name = "DBFS", default_value_t = crate::pipeline::DEFAULT_SILENCE_FLOOR_DBFS, allow_negative_numbers = true)]
+    pub silence_floor: f32,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -321,8 +469,12 @@ pub struct EmbedArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct EnrollArgs {
-    #[arg(required_unless_present = "list", value_name = "FILES")]
+    #[arg(required_unless_present_any = ["list", "ucs_library"], value_name = "FILES")]
     pub files: Vec<PathBuf>,
+    /// Your sound library: every audio file under DIR whose name is a UCS name
+    /// (`CatID_FXName_…`) is enrolled with its CatID; a re-run adds only new files.
+    #[arg(long, value_name = "DIR")]
+    pub ucs_library: Option<PathBuf>,
     /// A CSV list of `path,label` rows (a `path,label` header is skipped), for enrolling many
     /// labels at once; combines with FILES and --label.
     #[arg(long, value_name = "CSV")]
@@ -374,4 +526,43 @@ pub struct CheckConfigArgs {
     /// Config file (also SFXTAG_CONFIG).
     #[arg(value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_overrides_everything() {
+        let mut c = Config::default();
+        let a = RunArgs {
+            input: Some("-".into()),
+            no_mqtt: true,
+            fast: true,
+            device_id: Some("x".into()),
+            record: Some("/tmp/clips".into()),
+            record_mode: Some(RecordMode::Continuous),
+            ..Default::default()
+        };
+        a.apply(&mut c);
+        assert_eq!(c.input.source, "-");
+        assert!(!c.mqtt.enabled && !c.input.realtime);
+        assert_eq!(c.device_id, "x");
+        assert!(c.record.enabled && c.record.mode == RecordMode::Continuous);
+        assert_eq!(
+            c.record.dir.as_deref(),
+            Some(std::path::Path::new("/tmp/clips"))
+        );
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn record_modes_parse_by_the_config_files_names() {
+        let cli = Cli::try_parse_from(["sfxtag", "run", "--record-mode", "continuous"]).unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(a.record_mode, Some(RecordMode::Continuous));
+        assert!(Cli::try_parse_from(["sfxtag", "run", "--record-mode", "takes"]).is_err());
+    }
 }

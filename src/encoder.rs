@@ -8,7 +8,7 @@ mod packed_patches;
 
 use sfxtag_core::frontend::{ModelWindow, N_MELS, WINDOW_FRAMES};
 use sfxtag_core::manifest::Manifest;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::konst::Const;
@@ -16,16 +16,26 @@ use tract_onnx::tract_core::plan::SimpleState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
-    #[error("cannot load the encoder {path}: {message}")]
-    Load { path: String, message: String },
+    #[error("cannot load the encoder {path}")]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: TractError,
+    },
+    #[error("cannot load the encoder {path}: the manifest's head '{head}' reads output '{output}', which this encoder does not have")]
+    MissingOutput {
+        path: PathBuf,
+        head: String,
+        output: String,
+    },
     #[error("encoder output '{name}' has {found} values, the manifest says {expected}")]
     OutputShape {
         name: String,
         found: usize,
         expected: usize,
     },
-    #[error("inference failed: {0}")]
-    Run(String),
+    #[error("inference failed")]
+    Run(#[source] TractError),
 }
 
 pub struct Encoder {
@@ -36,6 +46,8 @@ pub struct Encoder {
     /// Logits of each head asked for at load (`heads`), in that order.
     pub logits: Vec<Vec<f32>>,
     output_names: Vec<String>,
+    /// Windows run so far (what the silence gate saves is counted against it).
+    pub runs: u64,
 }
 
 impl Encoder {
@@ -50,9 +62,9 @@ impl Encoder {
         heads: &[usize],
     ) -> Result<Self, EncoderError> {
         let path = dir.join(file);
-        let load_err = |e: TractError| EncoderError::Load {
-            path: path.display().to_string(),
-            message: format!("{e:#}"),
+        let load_err = |source: TractError| EncoderError::Load {
+            path: path.clone(),
+            source,
         };
         let mut names = vec![manifest.encoder.embedding_output.clone()];
         let heads: Vec<_> = heads
@@ -68,12 +80,10 @@ impl Encoder {
             .iter()
             .find(|h| model.find_outlet_label(&h.output).is_none())
         {
-            return Err(EncoderError::Load {
-                path: path.display().to_string(),
-                message: format!(
-                    "the manifest's head '{}' reads output '{}', which this encoder does not have",
-                    h.name, h.output
-                ),
+            return Err(EncoderError::MissingOutput {
+                path: path.clone(),
+                head: h.name.clone(),
+                output: h.output.clone(),
             });
         }
         model
@@ -96,40 +106,38 @@ impl Encoder {
             embedding: vec![0.0; manifest.encoder.embedding_dim],
             logits,
             output_names: names,
+            runs: 0,
         })
     }
 
     /// Runs one normalised model window.
     pub fn run(&mut self, window: &ModelWindow) -> Result<(), EncoderError> {
+        self.runs += 1;
         let input = match Arc::get_mut(&mut self.input) {
             Some(t) => t,
             None => {
                 // tract kept a reference (never observed): fall back to a fresh tensor.
                 self.input = Arc::new(
                     Tensor::zero::<f32>(&[1, 1, WINDOW_FRAMES, N_MELS])
-                        .map_err(|e| EncoderError::Run(e.to_string()))?,
+                        .map_err(EncoderError::Run)?,
                 );
                 Arc::get_mut(&mut self.input).expect("fresh tensor")
             }
         };
-        let mut view = input
-            .try_as_plain_ram_mut()
-            .map_err(|e| EncoderError::Run(e.to_string()))?;
-        let dst = view
-            .as_slice_mut::<f32>()
-            .map_err(|e| EncoderError::Run(e.to_string()))?;
+        let mut view = input.try_as_plain_ram_mut().map_err(EncoderError::Run)?;
+        let dst = view.as_slice_mut::<f32>().map_err(EncoderError::Run)?;
         for (d, row) in dst.chunks_exact_mut(N_MELS).zip(window.iter()) {
             d.copy_from_slice(row);
         }
         let outputs = self
             .state
             .run(tvec![self.input.clone().into_tvalue()])
-            .map_err(|e| EncoderError::Run(format!("{e:#}")))?;
+            .map_err(EncoderError::Run)?;
         for (i, out) in outputs.iter().enumerate() {
             let v = out
                 .try_as_plain_ram()
                 .and_then(|p| p.as_slice::<f32>())
-                .map_err(|e| EncoderError::Run(e.to_string()))?;
+                .map_err(EncoderError::Run)?;
             let dst = if i == 0 {
                 &mut self.embedding
             } else {

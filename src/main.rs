@@ -4,7 +4,17 @@
 use clap::Parser;
 use sfxtag::cli::{Cli, Command};
 use sfxtag::cmd::{self, UsageError};
+use sfxtag::config::ConfigError;
+use sfxtag::settings::SettingsError;
+use std::io::Write;
 use std::process::ExitCode;
+
+/// Whether the error is the user's configuration or invocation (exit code 2), anywhere in its
+/// chain of causes.
+fn is_usage(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.is::<UsageError>() || c.is::<ConfigError>() || c.is::<SettingsError>())
+}
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -24,8 +34,9 @@ fn main() -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sfxtag: error: {e:#}");
-            if e.downcast_ref::<UsageError>().is_some() {
+            // The whole chain: what failed, then why, each cause after a colon.
+            let _ = writeln!(std::io::stderr(), "sfxtag: error: {e:#}");
+            if is_usage(&e) {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
@@ -40,7 +51,10 @@ fn check_config(a: sfxtag::cli::CheckConfigArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let cfg = cmd::run::effective_config(&args)?;
-    print!("{}", toml::to_string_pretty(&cfg)?);
-    eprintln!("config OK");
+    // Also what only turns up when the settings are built (the broker URL, the password file).
+    sfxtag::settings::DaemonSettings::from_config(&cfg)?;
+    // A closed stdout (`| head`) is not an error of the config.
+    let _ = std::io::stdout().write_all(toml::to_string_pretty(&cfg)?.as_bytes());
+    let _ = writeln!(std::io::stderr(), "config OK");
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Finding and loading a model directory (DESIGN §4): manifest (validated, sha256-verified),
+//! Finding and loading a model (architecture.md §5): manifest (validated, sha256-verified),
 //! tract encoder, labelled head, kNN reference set.
 //!
 //! Resolution of the model directory when `--model` is not given, first hit wins:
@@ -7,7 +7,7 @@
 //!    (so `target/release/sfxtag` finds the checkout's `models/`);
 //! 3. `/usr/share/sfxtag/models/default`, then `/usr/share/sfxtag/models/aisfx-cnn9`.
 
-use crate::classify::{Classifier, HeadClassifier};
+use crate::classify::{CatIdHead, Classifier, HeadClassifier, LabelPolicy};
 use crate::encoder::Encoder;
 use crate::refs::RefSet;
 use anyhow::{Context, Result};
@@ -75,6 +75,8 @@ pub struct Model {
     pub encoder: Encoder,
     /// Index into `encoder.logits` of the labelled head used for `top`.
     pub head_index: Option<usize>,
+    /// Index into `encoder.logits` of the CatID head beside a Category head.
+    pub catid_index: Option<usize>,
     pub classifier: Classifier,
     /// `id@version`, as published in payloads.
     pub name: String,
@@ -94,8 +96,8 @@ pub struct Model {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// int8 where tract has fast int8 kernels ([`int8_is_fast`]); else the fp32 twin when the
-    /// model has one.
+    /// int8 where tract has fast int8 kernels (ARM, x86-64 with a VNNI extension); else the
+    /// fp32 twin when the model has one.
     #[default]
     Auto,
     /// The int8 encoder (`encoder.file`).
@@ -138,9 +140,25 @@ pub fn int8_is_fast() -> bool {
 pub struct LoadOptions<'a> {
     pub precision: Precision,
     pub refs: Option<&'a Path>,
+    /// The user's own reference set (e.g. from `enroll --ucs-library`), labelled first.
+    pub user_refs: Option<&'a Path>,
     pub top_k: usize,
     /// Overrides the manifest's `knn.k`.
     pub knn_k: Option<usize>,
+    pub policy: LabelPolicy,
+}
+
+impl Default for LoadOptions<'_> {
+    fn default() -> Self {
+        Self {
+            precision: Precision::Auto,
+            refs: None,
+            user_refs: None,
+            top_k: 3,
+            knn_k: None,
+            policy: LabelPolicy::default(),
+        }
+    }
 }
 
 /// Loads the manifest only (validated and hash-checked), with context naming the directory.
@@ -164,15 +182,23 @@ impl Model {
     fn load_checked(dir: &Path, opts: &LoadOptions<'_>) -> Result<Self> {
         let manifest = load_manifest(dir)?;
         let picked = HeadClassifier::pick(&manifest.heads);
-        let used_heads: Vec<usize> = picked.iter().map(|(i, _)| *i).collect();
+        let catid = picked
+            .as_ref()
+            .and_then(|(i, _)| CatIdHead::pick(&manifest.heads, *i));
+        let used_heads: Vec<usize> = picked
+            .iter()
+            .map(|(i, _)| *i)
+            .chain(catid.iter().map(|(i, _)| *i))
+            .collect();
         let encoder = Encoder::load(
             dir,
             &manifest,
             &opts.precision.encoder_file(&manifest)?,
             &used_heads,
         )?;
-        // The encoder computes only the picked head: its logits are the first.
+        // The encoder computes only the picked heads, in that order.
         let head_index = picked.as_ref().map(|_| 0);
+        let catid_index = catid.as_ref().map(|_| 1);
         let head = picked.map(|(_, h)| h);
         let dim = manifest.encoder.embedding_dim;
         let id = &manifest.model.id;
@@ -199,21 +225,38 @@ impl Model {
             }
             (None, None) => None,
         };
+        let user = match opts.user_refs {
+            Some(p) => Some(
+                RefSet::load(p, id, dim)
+                    .with_context(|| format!("cannot use your references {}", p.display()))?,
+            ),
+            None => None,
+        };
+        if let Some(cats) = &opts.policy.categories {
+            if let Some(bad) = cats
+                .iter()
+                .find(|c| !sfxtag_core::ucs::label_categories().contains(&c.as_str()))
+            {
+                anyhow::bail!(
+                    "'{bad}' is not a UCS Category (labels.categories / --categories take Categories such as ANIMALS, DOORS, VOICES)"
+                );
+            }
+        }
         let knn_k = opts
             .knn_k
             .or(manifest.knn.as_ref().map(|k| k.k))
             .unwrap_or(5)
             .max(1);
         let name = format!("{}@{}", manifest.model.id, manifest.model.version);
+        let mut classifier = Classifier::new(head, refs, opts.top_k.max(1), knn_k);
+        classifier.catid = catid.map(|(_, c)| c);
+        classifier.user = user;
+        classifier.policy = opts.policy.clone();
         Ok(Self {
             dir: dir.to_path_buf(),
-            classifier: Classifier {
-                head,
-                refs,
-                top_k: opts.top_k.max(1),
-                knn_k,
-            },
+            classifier,
             head_index,
+            catid_index,
             encoder,
             manifest,
             name,
@@ -223,6 +266,11 @@ impl Model {
     /// The labelled head's logits of the last run.
     pub fn head_logits(&self) -> Option<&[f32]> {
         self.head_index.map(|i| self.encoder.logits[i].as_slice())
+    }
+
+    /// The CatID head's logits of the last run.
+    pub fn catid_logits(&self) -> Option<&[f32]> {
+        self.catid_index.map(|i| self.encoder.logits[i].as_slice())
     }
 }
 

@@ -1,32 +1,34 @@
-//! The MQTT publisher (rumqttc, QoS 1, rustls TLS), behind the on-disk queue.
+//! The MQTT publisher: one thread drives the rumqttc connection (QoS 1, rustls TLS) and the
+//! delivery state machine (`delivery`) over the on-disk queue (`queue::FileStore`).
 //!
-//! Threads: the *network* thread drives the rumqttc connection (`Connection::recv`, which
-//! reconnects by itself) with exponential backoff between failed attempts and forwards every
-//! event; the *publisher* thread owns the [`DiskQueue`]. Both feed one channel, so the publisher
-//! sees worker messages and network events in one order:
+//! The thread waits on three things at once: rumqttc's event loop, the daemon's records and a
+//! 100 ms tick. It feeds each to the state machine, then carries out its commands: publishes go
+//! into rumqttc's request channel, stats are built and handed back, a disconnect ends the run.
+//! Asking and observing happen on this one thread, and the event loop's poll is never cancelled
+//! half-way (records and ticks are handled while the same poll stays pending), so the state
+//! machine's pairing of requests with packet ids holds by construction; on each ConnAck what
+//! rumqttc kept from an earlier connection is discarded, for the state machine resends it.
 //!
-//! - every prediction / embedding / event message is appended to the disk queue first;
-//! - after each ConnAck: `status` = `online` (retained), Home Assistant discovery (retained), then
-//!   the queue from its oldest unacknowledged record, at most `inflight` outstanding;
-//! - rumqttc reports `Outgoing::Publish(pkid)` in request order, then `PubAck(pkid)`: that maps
-//!   acks to queue records, which are then deleted;
-//! - on a connection error the tracking is reset and the queue rewound: everything unacked is
-//!   sent again, in order, after the next ConnAck (at-least-once, never reordered);
-//! - the last will is `offline` (retained); a clean shutdown waits for the queue to drain (up
-//!   to `flush_timeout`), publishes `offline` and disconnects.
+//! Around that: the last will is `offline` (retained); failed connection attempts back off
+//! exponentially from `reconnect_min` to `reconnect_max`; credentials refused before the first
+//! connection are fatal (retrying cannot help).
 
-use crate::payload::{self, Topics, STATUS_OFFLINE, STATUS_ONLINE};
-use crate::queue::{DiskQueue, QueueStats, Record};
-use anyhow::{anyhow, Context, Result};
+use crate::delivery::{Command, Delivery, DeliveryConfig, DeliveryStats, DropPolicy, Input};
+use crate::payload::{self, StatsMsg, Topics, STATUS_OFFLINE};
+use crate::queue::{FileStore, FileStoreConfig, QueueError, Record, Store};
 use rumqttc::{
-    Client, ConnectReturnCode, ConnectionError, Event, Incoming, LastWill, MqttOptions, Outgoing,
-    QoS, TlsConfiguration, Transport,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming, LastWill,
+    MqttOptions, Outgoing, QoS, TlsConfiguration, Transport,
 };
-use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How often the state machine gets a tick (group commit, stats, deadlines).
+const TICK: Duration = Duration::from_millis(100);
+/// How long the broker has to acknowledge the final `offline`.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a clean disconnect may take to go out.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Broker address parsed from `mqtt[s]://host[:port]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +38,27 @@ pub struct BrokerUrl {
     pub port: u16,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerUrlError {
+    #[error("'{0}' must start with mqtt:// or mqtts:// (e.g. mqtt://localhost:1883)")]
+    Scheme(String),
+    #[error(
+        "'{0}': give only scheme://host:port (credentials go in mqtt.username / mqtt.password)"
+    )]
+    NotJustHostPort(String),
+    #[error("'{url}': port '{port}' is not a number 1–65535")]
+    Port {
+        url: String,
+        port: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    #[error("'{0}' has no host")]
+    NoHost(String),
+}
+
 impl BrokerUrl {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, BrokerUrlError> {
         let (tls, rest) = if let Some(r) = s.strip_prefix("mqtts://") {
             (true, r)
         } else if let Some(r) = s.strip_prefix("mqtt://") {
@@ -47,27 +68,25 @@ impl BrokerUrl {
         } else if let Some(r) = s.strip_prefix("tcp://") {
             (false, r)
         } else {
-            return Err(format!(
-                "'{s}' must start with mqtt:// or mqtts:// (e.g. mqtt://localhost:1883)"
-            ));
+            return Err(BrokerUrlError::Scheme(s.into()));
         };
         let rest = rest.trim_end_matches('/');
         if rest.contains('/') || rest.contains('@') || rest.contains('?') {
-            return Err(format!(
-                "'{s}': give only scheme://host:port (credentials go in mqtt.username / mqtt.password)"
-            ));
+            return Err(BrokerUrlError::NotJustHostPort(s.into()));
         }
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                let port = p
-                    .parse::<u16>()
-                    .map_err(|_| format!("'{s}': port '{p}' is not a number 1–65535"))?;
+                let port = p.parse::<u16>().map_err(|source| BrokerUrlError::Port {
+                    url: s.into(),
+                    port: p.into(),
+                    source,
+                })?;
                 (h.trim_start_matches('[').trim_end_matches(']'), port)
             }
             _ => (rest, if tls { 8883 } else { 1883 }),
         };
         if host.is_empty() {
-            return Err(format!("'{s}' has no host"));
+            return Err(BrokerUrlError::NoHost(s.into()));
         }
         Ok(Self {
             tls,
@@ -75,6 +94,15 @@ impl BrokerUrl {
             port,
         })
     }
+}
+
+/// The offline queue: where, how it syncs, its bound.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    pub dir: PathBuf,
+    pub store: FileStoreConfig,
+    pub max_bytes: u64,
+    pub policy: DropPolicy,
 }
 
 /// Everything the publisher needs.
@@ -90,47 +118,78 @@ pub struct MqttSettings {
     pub keep_alive: Duration,
     pub topics: Topics,
     pub device_id: String,
-    pub model: String,
+    /// Home Assistant discovery prefix, when on.
     pub ha_discovery: Option<String>,
     pub stats_interval: Duration,
+    /// Publishes in flight at most.
     pub inflight: usize,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     pub flush_timeout: Duration,
-    pub max_bytes: u64,
-    pub policy: String,
+    pub queue: QueueSettings,
 }
 
-/// What the worker (and the daemon) send to the publisher.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("mqtts:// needs a CA certificate: set mqtt.ca_file (--mqtt-ca FILE)")]
+    NoCaFile,
+    #[error("{field}: cannot read {path}")]
+    ReadFile {
+        field: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("mqtt.cert_file and mqtt.key_file must be given together")]
+    HalfClientAuth,
+    #[error("cannot open the offline queue in {dir}")]
+    OpenQueue {
+        dir: PathBuf,
+        #[source]
+        source: QueueError,
+    },
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("MQTT broker {host}:{port}: {why}")]
+    Refused {
+        host: String,
+        port: u16,
+        why: &'static str,
+        #[source]
+        source: Box<ConnectionError>,
+    },
+    #[error("cannot start the MQTT thread")]
+    Thread(#[source] std::io::Error),
+    #[error("the MQTT client did not take a publish request")]
+    Request(#[source] rumqttc::ClientError),
+    #[error("the MQTT publisher thread panicked")]
+    Panicked,
+}
+
+/// What the daemon sends to the publisher.
 #[derive(Debug)]
 pub enum ToPublisher {
-    /// A QoS 1 message that must survive the broker being away.
+    /// A QoS 1 message that must survive the broker being away: queued on disk first.
     Queued(Record),
-    /// Stop: drain, publish `offline`, disconnect.
+    /// Deliver what is queued (up to the flush timeout), publish `offline`, disconnect.
     Shutdown,
-}
-
-/// Network events, forwarded by the network thread.
-enum Input {
-    Msg(ToPublisher),
-    Net(Result<Event, ConnectionError>),
-    NetClosed,
 }
 
 /// Sends messages to the publisher.
 #[derive(Clone)]
 pub struct PublisherHandle {
-    tx: Sender<Input>,
+    tx: flume::Sender<ToPublisher>,
 }
 
 impl PublisherHandle {
+    /// False once the publisher has stopped.
     pub fn send(&self, m: ToPublisher) -> bool {
-        self.tx.send(Input::Msg(m)).is_ok()
+        self.tx.send(m).is_ok()
     }
 }
 
-/// Called for each stats tick to build `<base>/stats` (gets the queue's numbers).
-pub type StatsFn = Box<dyn FnMut(QueueStats, u64, u64) -> payload::StatsMsg + Send>;
+/// Builds `<base>/stats` from the delivery's numbers (the daemon adds the audio path's).
+pub type StatsFn = Box<dyn FnMut(&DeliveryStats) -> StatsMsg + Send>;
 
 /// Result of a publisher run.
 #[derive(Debug, Default, Clone)]
@@ -141,28 +200,45 @@ pub struct PublisherReport {
     pub dropped: u64,
 }
 
-fn tls_config(s: &MqttSettings) -> Result<TlsConfiguration> {
+/// For the daemon's last line: `N messages published[, …kept…][, …dropped…]`.
+impl std::fmt::Display for PublisherReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} messages published", self.published)?;
+        if self.left_in_queue > 0 {
+            let n = self.left_in_queue;
+            write!(f, ", {n} undelivered messages kept in the offline queue")?;
+        }
+        if self.dropped > 0 {
+            write!(f, ", {} dropped by the queue bound", self.dropped)?;
+        }
+        Ok(())
+    }
+}
+
+fn read(field: &'static str, path: &PathBuf) -> Result<Vec<u8>, MqttError> {
+    std::fs::read(path).map_err(|source| MqttError::ReadFile {
+        field,
+        path: path.clone(),
+        source,
+    })
+}
+
+fn tls_config(s: &MqttSettings) -> Result<TlsConfiguration, MqttError> {
     let ca_path = match &s.ca_file {
         Some(p) => p.clone(),
         None => {
             let sys = PathBuf::from("/etc/ssl/certs/ca-certificates.crt");
             if !sys.is_file() {
-                anyhow::bail!("mqtts:// needs a CA certificate: set mqtt.ca_file (--mqtt-ca FILE)");
+                return Err(MqttError::NoCaFile);
             }
             sys
         }
     };
-    let ca = std::fs::read(&ca_path)
-        .with_context(|| format!("mqtt.ca_file: cannot read {}", ca_path.display()))?;
+    let ca = read("mqtt.ca_file", &ca_path)?;
     let client_auth = match (&s.cert_file, &s.key_file) {
-        (Some(c), Some(k)) => Some((
-            std::fs::read(c)
-                .with_context(|| format!("mqtt.cert_file: cannot read {}", c.display()))?,
-            std::fs::read(k)
-                .with_context(|| format!("mqtt.key_file: cannot read {}", k.display()))?,
-        )),
+        (Some(c), Some(k)) => Some((read("mqtt.cert_file", c)?, read("mqtt.key_file", k)?)),
         (None, None) => None,
-        _ => anyhow::bail!("mqtt.cert_file and mqtt.key_file must be given together"),
+        _ => return Err(MqttError::HalfClientAuth),
     };
     Ok(TlsConfiguration::Simple {
         ca,
@@ -171,12 +247,15 @@ fn tls_config(s: &MqttSettings) -> Result<TlsConfiguration> {
     })
 }
 
-fn options(s: &MqttSettings) -> Result<MqttOptions> {
+fn options(s: &MqttSettings) -> Result<MqttOptions, MqttError> {
     let mut o = MqttOptions::new(s.client_id.clone(), s.url.host.clone(), s.url.port);
+    // Twice the window's packet ids: a broker acknowledging out of order rarely makes rumqttc
+    // wait on a collision.
+    let pkids = (s.inflight.max(1) * 2).min(u16::MAX as usize - 1) as u16;
     o.set_keep_alive(s.keep_alive)
         .set_clean_session(true)
         .set_max_packet_size(1 << 20, 1 << 20)
-        .set_inflight(s.inflight.clamp(1, u16::MAX as usize) as u16)
+        .set_inflight(pkids)
         .set_last_will(LastWill::new(
             s.topics.status.clone(),
             STATUS_OFFLINE,
@@ -193,7 +272,7 @@ fn options(s: &MqttSettings) -> Result<MqttOptions> {
     Ok(o)
 }
 
-/// Whether a connection error can never succeed by retrying (wrong credentials).
+/// Why a connection error can never succeed by retrying (wrong credentials).
 fn auth_refused(e: &ConnectionError) -> Option<&'static str> {
     match e {
         ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword) => {
@@ -212,355 +291,292 @@ fn auth_refused(e: &ConnectionError) -> Option<&'static str> {
 /// A running publisher.
 pub struct Publisher {
     pub handle: PublisherHandle,
-    thread: std::thread::JoinHandle<Result<PublisherReport>>,
+    thread: std::thread::JoinHandle<Result<PublisherReport, MqttError>>,
 }
 
 impl Publisher {
-    /// Starts the network and publisher threads.
-    pub fn start(settings: MqttSettings, queue: DiskQueue, stats: StatsFn) -> Result<Self> {
-        let opts = options(&settings)?;
-        let (tx, rx) = std::sync::mpsc::channel::<Input>();
-        let (client, mut connection) = Client::new(opts, settings.inflight * 2 + 32);
-        let net_tx = tx.clone();
-        let (min, max) = (settings.reconnect_min, settings.reconnect_max);
-        std::thread::Builder::new()
-            .name("sfxtag-mqtt-net".into())
-            .spawn(move || {
-                let mut backoff = min;
-                loop {
-                    match connection.recv() {
-                        Ok(ev) => {
-                            let failed = ev.is_err();
-                            if matches!(ev, Ok(Event::Incoming(Incoming::ConnAck(_)))) {
-                                backoff = min;
-                            }
-                            if net_tx.send(Input::Net(ev)).is_err() {
-                                return;
-                            }
-                            if failed {
-                                std::thread::sleep(backoff);
-                                backoff = (backoff * 2).min(max);
-                            }
-                        }
-                        Err(_) => {
-                            let _ = net_tx.send(Input::NetClosed);
-                            return;
-                        }
-                    }
-                }
-            })
-            .context("cannot start the MQTT network thread")?;
-        let handle = PublisherHandle { tx };
+    /// Opens the offline queue and starts the publisher's thread. `model` names the model in
+    /// discovery.
+    pub fn start(s: MqttSettings, model: &str, stats: StatsFn) -> Result<Self, MqttError> {
+        let dir = s.queue.dir.clone();
+        let store = FileStore::open(&dir, s.queue.store.clone())
+            .map_err(|source| MqttError::OpenQueue { dir, source })?;
+        let found = store.stats();
+        if found.truncated_bytes > 0 {
+            log::warn!(
+                "offline queue {}: cut a torn tail of {} bytes (a power cut while writing); the messages before it are kept",
+                s.queue.dir.display(),
+                found.truncated_bytes
+            );
+        }
+        if found.recovered > 0 {
+            log::info!(
+                "offline queue {}: {} undelivered messages from an earlier run will be sent first",
+                s.queue.dir.display(),
+                found.recovered
+            );
+        }
+        let opts = options(&s)?;
+        let mut on_connect = vec![payload::status(&s.topics, true)];
+        if let Some(prefix) = &s.ha_discovery {
+            on_connect.extend(payload::ha_discovery(
+                prefix,
+                &s.device_id,
+                &s.topics,
+                model,
+            ));
+        }
+        let machine = Delivery::new(
+            store,
+            DeliveryConfig {
+                window: s.inflight,
+                max_bytes: s.queue.max_bytes,
+                policy: s.queue.policy,
+                flush_timeout: s.flush_timeout,
+                farewell_timeout: FAREWELL_TIMEOUT,
+                stats_interval: Some(s.stats_interval),
+                on_connect,
+                farewell: Some(payload::status(&s.topics, false)),
+            },
+        );
+        let (tx, intake) = flume::unbounded();
         let thread = std::thread::Builder::new()
             .name("sfxtag-mqtt".into())
             .spawn(move || {
-                let mut p = PubLoop::new(settings, queue, client, stats);
-                let r = p.run(rx);
-                p.close();
-                r
+                // The request channel holds at most the window (the state machine's bound).
+                let (client, eventloop) = AsyncClient::new(opts, s.inflight.max(1) + 16);
+                let driver = Driver {
+                    machine,
+                    client,
+                    url: s.url.clone(),
+                    stats_topic: s.topics.stats.clone(),
+                    stats,
+                    backoff: s.reconnect_min,
+                    reconnect: (s.reconnect_min, s.reconnect_max),
+                    closing: None,
+                    done: false,
+                };
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(MqttError::Thread)?
+                    .block_on(drive(driver, eventloop, intake))
             })
-            .context("cannot start the MQTT publisher thread")?;
-        Ok(Self { handle, thread })
+            .map_err(MqttError::Thread)?;
+        Ok(Self {
+            handle: PublisherHandle { tx },
+            thread,
+        })
     }
 
     /// Asks for shutdown and waits for the publisher (drain, `offline`, disconnect).
-    pub fn shutdown(self) -> Result<PublisherReport> {
+    pub fn shutdown(self) -> Result<PublisherReport, MqttError> {
         self.handle.send(ToPublisher::Shutdown);
         self.join()
     }
 
     /// Waits for the publisher to end by itself (fatal error) or after a shutdown request.
-    pub fn join(self) -> Result<PublisherReport> {
-        self.thread
-            .join()
-            .map_err(|_| anyhow!("the MQTT publisher thread panicked"))?
+    pub fn join(self) -> Result<PublisherReport, MqttError> {
+        self.thread.join().map_err(|_| MqttError::Panicked)?
     }
 
-    /// Whether the publisher thread has ended (fatal error).
+    /// Whether the publisher has ended (a fatal error, unless shut down).
     pub fn is_finished(&self) -> bool {
         self.thread.is_finished()
     }
 }
 
-/// What a publish request was, to act on its acknowledgement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Track {
-    /// A queue record: delete it when acknowledged.
-    Seq(u64),
-    /// The final `offline` status.
-    Offline,
-    /// Status, discovery, stats: not queued.
-    Untracked,
+/// The publisher thread's state around the machine.
+struct Driver {
+    machine: Delivery<FileStore>,
+    client: AsyncClient,
+    url: BrokerUrl,
+    stats_topic: String,
+    stats: StatsFn,
+    /// Wait before the next connection attempt.
+    backoff: Duration,
+    reconnect: (Duration, Duration),
+    /// A clean disconnect was asked for; the run ends when it went out, or at this time.
+    closing: Option<Instant>,
+    done: bool,
 }
 
-struct PubLoop {
-    s: MqttSettings,
-    queue: DiskQueue,
-    client: Client,
-    stats_fn: StatsFn,
-    connected: bool,
-    ever_connected: bool,
-    /// One entry per publish request, in request order.
-    requested: VecDeque<Track>,
-    pkids: HashMap<u16, Track>,
-    offline_acked: bool,
-    offline_requested: Option<Instant>,
-    report: PublisherReport,
-    next_stats: Instant,
-}
-
-impl PubLoop {
-    fn new(s: MqttSettings, queue: DiskQueue, client: Client, stats_fn: StatsFn) -> Self {
-        Self {
-            next_stats: Instant::now() + s.stats_interval,
-            s,
-            queue,
-            client,
-            stats_fn,
-            connected: false,
-            ever_connected: false,
-            requested: VecDeque::new(),
-            pkids: HashMap::new(),
-            offline_acked: false,
-            offline_requested: None,
-            report: PublisherReport::default(),
-        }
-    }
-
-    fn outstanding(&self) -> usize {
-        self.requested.len() + self.pkids.len()
-    }
-
-    fn publish(&mut self, topic: &str, retain: bool, payload: Vec<u8>, track: Track) -> bool {
-        match self
-            .client
-            .try_publish(topic, QoS::AtLeastOnce, retain, payload)
-        {
-            Ok(()) => {
-                self.requested.push_back(track);
-                true
-            }
-            Err(e) => {
-                log::debug!("publish request not accepted now: {e}");
-                false
-            }
-        }
-    }
-
-    fn on_connected(&mut self) {
-        self.connected = true;
-        if self.ever_connected {
-            self.report.reconnects += 1;
-            log::info!("reconnected to the MQTT broker");
-        } else {
-            log::info!(
-                "connected to the MQTT broker {}:{}",
-                self.s.url.host,
-                self.s.url.port
-            );
-        }
-        self.ever_connected = true;
-        self.requested.clear();
-        self.pkids.clear();
-        self.queue.rewind();
-        let status = self.s.topics.status.clone();
-        self.publish(
-            &status,
-            true,
-            STATUS_ONLINE.as_bytes().to_vec(),
-            Track::Untracked,
-        );
-        if let Some(prefix) = self.s.ha_discovery.clone() {
-            for (topic, json) in
-                payload::ha_discovery(&prefix, &self.s.device_id, &self.s.topics, &self.s.model)
-            {
-                self.publish(&topic, true, json.into_bytes(), Track::Untracked);
-            }
-        }
-    }
-
-    fn on_disconnected(&mut self) {
-        if self.connected {
-            log::warn!(
-                "lost the MQTT broker; {} messages wait in the offline queue",
-                self.queue.len()
-            );
-        }
-        self.connected = false;
-        self.requested.clear();
-        self.pkids.clear();
-        self.offline_requested = None;
-        self.queue.rewind();
-    }
-
-    /// Sends queued records while the window allows.
-    fn pump(&mut self) -> Result<()> {
-        if !self.connected {
-            return Ok(());
-        }
-        while self.outstanding() < self.s.inflight {
-            let Some((seq, rec)) = self.queue.next_unsent()? else {
-                break;
+async fn drive(
+    mut d: Driver,
+    mut eventloop: EventLoop,
+    intake: flume::Receiver<ToPublisher>,
+) -> Result<PublisherReport, MqttError> {
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut intake_open = true;
+    let mut wait: Option<Duration> = None;
+    while !d.done {
+        let event = {
+            let el = &mut eventloop;
+            let poll = async move {
+                if let Some(w) = wait {
+                    tokio::time::sleep(w).await;
+                }
+                el.poll().await
             };
-            if !self.publish(&rec.topic, rec.retain, rec.payload, Track::Seq(seq)) {
-                self.queue.unsend_last();
-                break;
+            tokio::pin!(poll);
+            loop {
+                tokio::select! {
+                    ev = &mut poll => break Some(ev),
+                    m = intake.recv_async(), if intake_open => match m {
+                        Ok(m) => d.on_intake(m)?,
+                        // Every handle dropped without a shutdown: shut down anyway.
+                        Err(_) => {
+                            intake_open = false;
+                            d.on_intake(ToPublisher::Shutdown)?;
+                        }
+                    },
+                    _ = ticker.tick() => d.on_tick()?,
+                }
+                if d.done {
+                    break None;
+                }
+            }
+        };
+        wait = None;
+        match event {
+            Some(Ok(ev)) => d.on_event(ev, &mut eventloop)?,
+            Some(Err(e)) => wait = d.on_error(e)?,
+            None => {}
+        }
+    }
+    Ok(d.report())
+}
+
+impl Driver {
+    fn report(&self) -> PublisherReport {
+        let s = self.machine.stats();
+        PublisherReport {
+            published: s.published,
+            reconnects: s.reconnects,
+            left_in_queue: s.queue.depth,
+            dropped: s.dropped,
+        }
+    }
+
+    fn handle(&mut self, input: Input, now: Instant) -> Result<(), MqttError> {
+        self.machine.handle(input, now)?;
+        self.execute(now)
+    }
+
+    /// Carries out the machine's commands.
+    fn execute(&mut self, now: Instant) -> Result<(), MqttError> {
+        while let Some(c) = self.machine.poll_command() {
+            match c {
+                Command::Publish { record, .. } => self
+                    .client
+                    .try_publish(
+                        record.topic,
+                        QoS::AtLeastOnce,
+                        record.retain,
+                        record.payload,
+                    )
+                    .map_err(MqttError::Request)?,
+                Command::Stats(s) => {
+                    let msg = (self.stats)(&s);
+                    let r = Record::new(self.stats_topic.clone(), msg.to_json());
+                    self.machine.handle(Input::Publish(r), now)?;
+                }
+                Command::Disconnect => {
+                    let _ = self.client.try_disconnect();
+                    self.closing = Some(now + CLOSE_WAIT);
+                }
+                Command::Done => self.done = true,
             }
         }
         Ok(())
     }
 
-    fn handle_net(&mut self, ev: Result<Event, ConnectionError>) -> Result<()> {
+    fn on_intake(&mut self, m: ToPublisher) -> Result<(), MqttError> {
+        let input = match m {
+            ToPublisher::Queued(r) => Input::Queued(r),
+            ToPublisher::Shutdown => Input::Shutdown,
+        };
+        self.handle(input, Instant::now())
+    }
+
+    fn on_tick(&mut self) -> Result<(), MqttError> {
+        let now = Instant::now();
+        self.handle(Input::Tick, now)?;
+        if self.closing.is_some_and(|t| now >= t) {
+            self.done = true;
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, ev: Event, eventloop: &mut EventLoop) -> Result<(), MqttError> {
+        let now = Instant::now();
         match ev {
-            Ok(Event::Incoming(Incoming::ConnAck(_))) => self.on_connected(),
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                if let Some(t) = self.requested.pop_front() {
-                    self.pkids.insert(pkid, t);
-                }
-            }
-            Ok(Event::Incoming(Incoming::PubAck(ack))) => {
-                if let Some(t) = self.pkids.remove(&ack.pkid) {
-                    self.report.published += 1;
-                    match t {
-                        Track::Seq(seq) => self.queue.ack(seq)?,
-                        Track::Offline => self.offline_acked = true,
-                        Track::Untracked => {}
-                    }
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                if let Some(why) = auth_refused(&e) {
-                    if !self.ever_connected {
-                        return Err(anyhow!(
-                            "MQTT broker {}:{}: {why}",
-                            self.s.url.host,
-                            self.s.url.port
-                        ));
-                    }
-                    log::error!("{why}; retrying");
+            Event::Incoming(Incoming::ConnAck(_)) => {
+                // Requests rumqttc kept from an earlier connection would go out in this one and
+                // take packet ids the machine pairs with its own requests: it resends instead.
+                eventloop.pending.clear();
+                eventloop.state.collision = None;
+                self.backoff = self.reconnect.0;
+                if self.machine.connected_once() {
+                    log::info!("reconnected to the MQTT broker");
                 } else {
-                    log::warn!(
-                        "MQTT broker {}:{}: {e}; retrying",
-                        self.s.url.host,
-                        self.s.url.port
+                    log::info!(
+                        "connected to the MQTT broker {}:{}",
+                        self.url.host,
+                        self.url.port
                     );
                 }
-                self.on_disconnected();
+                self.handle(Input::Connected, now)
             }
-        }
-        Ok(())
-    }
-
-    fn enqueue(&mut self, r: Record) -> Result<()> {
-        match self.queue.push(&r)? {
-            crate::queue::PushOutcome::Queued { .. } => {}
-            crate::queue::PushOutcome::QueuedDroppingOldest { dropped, .. } => {
-                log::warn!(
-                    "offline queue full ({} bytes): dropped the {dropped} oldest messages",
-                    self.s.max_bytes
-                );
+            Event::Outgoing(Outgoing::Publish(pkid)) => self.handle(Input::Sent(pkid), now),
+            Event::Incoming(Incoming::PubAck(ack)) => self.handle(Input::Acked(ack.pkid), now),
+            Event::Outgoing(Outgoing::Disconnect) if self.closing.is_some() => {
+                self.done = true;
+                Ok(())
             }
-            crate::queue::PushOutcome::Rejected => {
-                log::warn!(
-                    "offline queue full ({} bytes, policy drop-newest): message to {} dropped",
-                    self.s.max_bytes,
-                    r.topic
-                );
-            }
-        }
-        Ok(())
-    }
-
-    fn tick_stats(&mut self) {
-        if Instant::now() < self.next_stats {
-            return;
-        }
-        self.next_stats = Instant::now() + self.s.stats_interval;
-        if !self.connected {
-            return;
-        }
-        let msg = (self.stats_fn)(
-            self.queue.stats(),
-            self.report.published,
-            self.report.reconnects,
-        );
-        if let Ok(json) = serde_json::to_vec(&msg) {
-            let topic = self.s.topics.stats.clone();
-            self.publish(&topic, false, json, Track::Untracked);
+            _ => Ok(()),
         }
     }
 
-    fn run(&mut self, rx: Receiver<Input>) -> Result<PublisherReport> {
-        let mut shutdown_at: Option<Instant> = None;
-        loop {
-            let timeout = Duration::from_millis(50);
-            match rx.recv_timeout(timeout) {
-                Ok(Input::Msg(ToPublisher::Queued(r))) => self.enqueue(r)?,
-                Ok(Input::Msg(ToPublisher::Shutdown)) => {
-                    shutdown_at.get_or_insert(Instant::now());
-                }
-                Ok(Input::Net(ev)) => self.handle_net(ev)?,
-                Ok(Input::NetClosed) => {
-                    self.connected = false;
-                    break;
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            self.pump()?;
-            self.tick_stats();
-            if let Some(t) = shutdown_at {
-                let drained = self.queue.is_empty();
-                let timed_out = t.elapsed() >= self.s.flush_timeout;
-                if drained || timed_out {
-                    if !self.connected {
-                        break;
-                    }
-                    match self.offline_requested {
-                        None => {
-                            if !drained {
-                                log::warn!(
-                                    "shutdown: {} unacknowledged messages stay in the offline queue for the next start",
-                                    self.queue.len()
-                                );
-                            }
-                            let status = self.s.topics.status.clone();
-                            if self.publish(
-                                &status,
-                                true,
-                                STATUS_OFFLINE.as_bytes().to_vec(),
-                                Track::Offline,
-                            ) {
-                                self.offline_requested = Some(Instant::now());
-                            }
-                        }
-                        Some(at) => {
-                            if self.offline_acked || at.elapsed() > Duration::from_secs(2) {
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
+    /// A connection error: returns how long to wait before the next attempt.
+    fn on_error(&mut self, e: ConnectionError) -> Result<Option<Duration>, MqttError> {
+        let now = Instant::now();
+        if self.closing.is_some() {
+            self.done = true;
+            return Ok(None);
         }
-        let _ = self.client.try_disconnect();
-        self.report.left_in_queue = self.queue.len() as u64;
-        self.report.dropped = self.queue.stats().dropped;
-        Ok(self.report.clone())
-    }
-
-    fn close(&mut self) {
-        if let Err(e) = self.queue.sync_acked() {
-            log::warn!("{e}");
+        let wait = self.backoff;
+        if let Some(why) = auth_refused(&e) {
+            if !self.machine.connected_once() {
+                self.machine.commit(now)?;
+                return Err(MqttError::Refused {
+                    host: self.url.host.clone(),
+                    port: self.url.port,
+                    why,
+                    source: Box::new(e),
+                });
+            }
+            log::error!("{why}; retrying");
+        } else if self.machine.is_online() {
+            log::warn!(
+                "lost the MQTT broker {}:{} ({e}); {} messages wait in the offline queue",
+                self.url.host,
+                self.url.port,
+                self.machine.stats().queue.depth
+            );
+        } else {
+            log::warn!(
+                "MQTT broker {}:{}: {e}; retrying in {:.1} s",
+                self.url.host,
+                self.url.port,
+                wait.as_secs_f64()
+            );
         }
+        self.handle(Input::Disconnected, now)?;
+        self.backoff = (self.backoff * 2).min(self.reconnect.1);
+        Ok(Some(wait))
     }
-}
-
-/// A `StatsFn` that never changes (for tests).
-pub fn static_stats(msg: payload::StatsMsg) -> StatsFn {
-    let msg = Arc::new(msg);
-    Box::new(move |_, _, _| (*msg).clone())
 }
 
 #[cfg(test)]
@@ -580,9 +596,23 @@ mod tests {
         assert_eq!(BrokerUrl::parse("mqtts://b.example").unwrap().port, 8883);
         assert_eq!(BrokerUrl::parse("mqtt://h").unwrap().port, 1883);
         assert_eq!(BrokerUrl::parse("mqtt://[::1]:1883").unwrap().host, "::1");
-        assert!(BrokerUrl::parse("localhost:1883").is_err());
-        assert!(BrokerUrl::parse("mqtt://h:x").is_err());
-        assert!(BrokerUrl::parse("mqtt://u:p@h:1").is_err());
-        assert!(BrokerUrl::parse("mqtt://").is_err());
+        assert!(matches!(
+            BrokerUrl::parse("localhost:1883"),
+            Err(BrokerUrlError::Scheme(_))
+        ));
+        let e = BrokerUrl::parse("mqtt://h:x").unwrap_err();
+        assert!(matches!(e, BrokerUrlError::Port { .. }));
+        assert!(
+            std::error::Error::source(&e).is_some(),
+            "the parse error is kept"
+        );
+        assert!(matches!(
+            BrokerUrl::parse("mqtt://u:p@h:1"),
+            Err(BrokerUrlError::NotJustHostPort(_))
+        ));
+        assert!(matches!(
+            BrokerUrl::parse("mqtt://"),
+            Err(BrokerUrlError::NoHost(_))
+        ));
     }
 }

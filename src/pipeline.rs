@@ -29,14 +29,19 @@ pub struct WindowOut<'a> {
     pub end_s: f64,
     /// RMS level of the window's audio in dBFS (floored at -120).
     pub level_dbfs: f32,
-    /// Raw encoder embedding.
+    /// Raw encoder embedding (zeros for a silent window).
     pub raw: &'a [f32],
-    /// z-scored embedding (what is published).
+    /// z-scored embedding (what is published; zeros for a silent window).
     pub z: &'a [f32],
     pub prediction: Prediction,
+    /// Below the silence floor: not run through the encoder, `prediction` is empty.
+    pub silent: bool,
     /// Encoder time of this window.
     pub infer: Duration,
 }
+
+/// Default silence floor: windows quieter than this (RMS, dBFS) are not classified.
+pub const DEFAULT_SILENCE_FLOOR_DBFS: f32 = -60.0;
 
 const BLOCKS: usize = 256;
 
@@ -109,9 +114,17 @@ pub struct Processor {
     samples: u64,
     seq: u64,
     pub latency: LatencyRing,
+    /// Windows below this level (dBFS) skip the encoder and come out silent (None: every
+    /// window is classified).
+    pub silence_floor_dbfs: Option<f32>,
+    /// Silent windows so far.
+    pub silent_windows: u64,
+    /// Zeros standing in for the embedding of a silent window.
+    zeros: Vec<f32>,
 }
 
 impl Processor {
+    /// A processor that classifies every window (no silence gate).
     pub fn new(model: Model) -> Self {
         let dim = model.manifest.encoder.embedding_dim;
         Self {
@@ -123,7 +136,17 @@ impl Processor {
             samples: 0,
             seq: 0,
             latency: LatencyRing::new(1024),
+            silence_floor_dbfs: None,
+            silent_windows: 0,
+            zeros: vec![0.0; dim],
         }
+    }
+
+    /// A processor that leaves windows below `floor_dbfs` unclassified.
+    pub fn with_silence_floor(model: Model, floor_dbfs: Option<f32>) -> Self {
+        let mut p = Self::new(model);
+        p.silence_floor_dbfs = floor_dbfs;
+        p
     }
 
     /// Windows processed so far.
@@ -182,6 +205,9 @@ impl Processor {
             samples: seg_samples,
             seq,
             latency,
+            silence_floor_dbfs,
+            silent_windows,
+            zeros,
         } = self;
         let seg_end = *offset_s + *seg_samples as f64 / SAMPLE_RATE as f64;
         let mut err: Option<anyhow::Error> = None;
@@ -195,6 +221,27 @@ impl Processor {
                 return;
             };
             if err.is_some() {
+                return;
+            }
+            let start_s = *offset_s + frame_time_s(first_frame);
+            let end_s = (*offset_s + frame_time_s(first_frame + WINDOW_FRAMES as u64))
+                .min(seg_end.max(start_s));
+            let level_dbfs = energy.level_dbfs(first_frame, WINDOW_FRAMES as u64);
+            // Silence costs next to nothing: no encoder, no classification.
+            if silence_floor_dbfs.is_some_and(|floor| level_dbfs < floor) {
+                *silent_windows += 1;
+                on_window(WindowOut {
+                    seq: *seq,
+                    start_s,
+                    end_s,
+                    level_dbfs,
+                    raw: zeros,
+                    z: zeros,
+                    prediction: Prediction::empty(),
+                    silent: true,
+                    infer: Duration::ZERO,
+                });
+                *seq += 1;
                 return;
             }
             let t0 = Instant::now();
@@ -212,11 +259,10 @@ impl Processor {
                 z,
             );
             let logits = model.head_index.map(|i| model.encoder.logits[i].as_slice());
-            let prediction = model.classifier.classify(z, logits);
-            let start_s = *offset_s + frame_time_s(first_frame);
-            let end_s = (*offset_s + frame_time_s(first_frame + WINDOW_FRAMES as u64))
-                .min(seg_end.max(start_s));
-            let level_dbfs = energy.level_dbfs(first_frame, WINDOW_FRAMES as u64);
+            let catid = model
+                .catid_index
+                .map(|i| model.encoder.logits[i].as_slice());
+            let prediction = model.classifier.classify(z, logits, catid);
             on_window(WindowOut {
                 seq: *seq,
                 start_s,
@@ -225,6 +271,7 @@ impl Processor {
                 raw: &model.encoder.embedding,
                 z,
                 prediction,
+                silent: false,
                 infer,
             });
             *seq += 1;

@@ -13,7 +13,7 @@
 
 mod read;
 
-use crate::classify::Label;
+use crate::label::Label;
 use base64::Engine;
 use serde::Serialize;
 use sfxtag_core::manifest::{check_labels, Taxonomy};
@@ -183,6 +183,11 @@ impl RefSet {
 
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
+    }
+
+    /// Whether any reference came from `source` (an enrolled file).
+    pub fn has_source(&self, source: &str) -> bool {
+        self.sources.iter().any(|(s, _)| s == source)
     }
 
     /// Number of distinct labels.

@@ -16,6 +16,10 @@ pub struct AudioCounters {
     pub backlog_samples: AtomicU64,
     /// Windows processed.
     pub windows: AtomicU64,
+    /// Of those, windows below the silence floor (not classified).
+    pub silent_windows: AtomicU64,
+    /// Of those, windows the privacy filter covered.
+    pub private_windows: AtomicU64,
     pub non_finite: AtomicU64,
 }
 
@@ -26,6 +30,41 @@ impl AudioCounters {
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
     }
+
+    /// The counters' values now.
+    pub fn snapshot(&self) -> AudioSnapshot {
+        AudioSnapshot {
+            overruns: Self::get(&self.overruns),
+            overrun_samples: Self::get(&self.overrun_samples),
+            dropped_samples: Self::get(&self.dropped_samples),
+            backlog_samples: Self::get(&self.backlog_samples),
+            windows: Self::get(&self.windows),
+            silent_windows: Self::get(&self.silent_windows),
+            private_windows: Self::get(&self.private_windows),
+            non_finite: Self::get(&self.non_finite),
+        }
+    }
+}
+
+/// [`AudioCounters`] read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AudioSnapshot {
+    pub overruns: u64,
+    pub overrun_samples: u64,
+    pub dropped_samples: u64,
+    pub backlog_samples: u64,
+    pub windows: u64,
+    pub silent_windows: u64,
+    pub private_windows: u64,
+    pub non_finite: u64,
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencySummary {
+    pub p50_us: u32,
+    pub p95_us: u32,
+    pub max_us: u32,
 }
 
 /// The last `N` latencies in microseconds.
@@ -80,6 +119,15 @@ impl LatencyRing {
             .max()
             .unwrap_or(0)
     }
+
+    /// p50, p95 and max.
+    pub fn summary(&mut self) -> LatencySummary {
+        LatencySummary {
+            p50_us: self.percentile_us(50.0),
+            p95_us: self.percentile_us(95.0),
+            max_us: self.max_us(),
+        }
+    }
 }
 
 /// Peak resident set size (VmHWM) of this process in KiB, from `/proc/self/status`.
@@ -133,6 +181,14 @@ mod tests {
         assert_eq!(r.percentile_us(50.0), 50);
         assert_eq!(r.percentile_us(95.0), 95);
         assert_eq!(r.max_us(), 100);
+        assert_eq!(
+            r.summary(),
+            LatencySummary {
+                p50_us: 50,
+                p95_us: 95,
+                max_us: 100
+            }
+        );
         // Ring keeps the last N only.
         for _ in 0..100 {
             r.record_us(7);

@@ -94,16 +94,20 @@ fn classify_csv_and_table() {
     let mut lines = out.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "file,window,start_s,end_s,rank,catid,category,subcategory,label,score"
+        "file,window,start_s,end_s,rank,catid,category,subcategory,label,score,confident"
     );
     let rows: Vec<Vec<String>> = lines
         .map(|l| l.split(',').map(str::to_string).collect())
         .collect();
     assert!(rows.iter().any(|r| r[1] == "all"));
     assert!(rows.iter().any(|r| r[1] == "0"));
-    // The door file name holds a comma-free quoted path; every row has 10 fields.
-    assert!(rows.iter().all(|r| r.len() == 10), "{out}");
+    // The door file name holds a comma-free quoted path; every row has 11 fields.
+    assert!(rows.iter().all(|r| r.len() == 11), "{out}");
     assert!(rows.iter().all(|r| r[4] == "1" || r[4] == "2"));
+    // Only a first-ranked label can be the confident one.
+    assert!(rows
+        .iter()
+        .all(|r| (r[10] == "true" || r[10] == "false") && (r[10] == "false" || r[4] == "1")));
     let (code, out, _) = run_bin(&["classify", "--model", &s(&model), &files[0]], &[], T);
     assert_eq!(code, 0);
     assert!(out.contains("cat.mp3") && out.contains("windows"), "{out}");

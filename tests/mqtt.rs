@@ -115,13 +115,18 @@ fn replayed_file_publishes_the_v1_contract() {
     let seqs: Vec<u64> = preds.iter().map(|p| p["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (0..n_windows).collect::<Vec<_>>());
     for p in &preds {
+        // The v1 fields, plus the additive ones (confidence and silence) a v1 subscriber may
+        // ignore.
         assert_eq!(
             keys(p),
             [
+                "confident",
                 "end_s",
+                "label",
                 "level_dbfs",
                 "model",
                 "seq",
+                "silence",
                 "source",
                 "start_s",
                 "top",
@@ -130,6 +135,11 @@ fn replayed_file_publishes_the_v1_contract() {
                 "v"
             ]
         );
+        assert!(p["confident"].is_boolean() && p["silence"] == false);
+        match p["confident"].as_bool() {
+            Some(true) => assert_eq!(p["label"], p["top"][0]),
+            _ => assert!(p["label"].is_null()),
+        }
         assert_eq!(p["v"], 1);
         assert_eq!(p["model"], "tiny-test@1");
         assert_eq!(p["source"], "file:rooster.mp3");

@@ -143,9 +143,11 @@ fn parts(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Events on from the first window and never ending (on = off = 0): one clip stream from the
-/// start, cut at max_clip_s.
+/// Events on from the first window and never ending (on = off = 0, every label confident): one
+/// clip stream from the start, cut at max_clip_s.
 const RECORD_CONFIG: &str = r#"
+[labels]
+threshold = 0.0
 [events]
 on = 0.0
 off = 0.0

@@ -18,6 +18,8 @@ use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
 /// Lowest and highest source rates accepted (covers telephone audio to high-resolution files).
+/// File extensions of the audio the decoder reads (WAV, FLAC, Ogg/Vorbis, MP3), lower case.
+pub const AUDIO_EXTENSIONS: &[&str] = &["wav", "flac", "ogg", "oga", "mp3"];
 pub const MIN_RATE: u32 = 4_000;
 pub const MAX_RATE: u32 = 768_000;
 
@@ -63,6 +65,11 @@ pub struct NativeAudio {
     pub bits_per_sample: Option<u32>,
     /// The stored samples are floating point (float WAV).
     pub float: bool,
+    /// Frames the container's header promises, when it says.
+    pub declared_frames: Option<u64>,
+    /// The stream ended on a read error after some audio (cut off mid-packet or mid-page),
+    /// not at a clean end.
+    pub ended_early: bool,
 }
 
 impl NativeAudio {
@@ -71,6 +78,47 @@ impl NativeAudio {
     }
     pub fn duration_s(&self) -> f64 {
         self.frames() as f64 / self.rate as f64
+    }
+    /// How the file falls short of what it promises, if it does.
+    pub fn truncation(&self) -> Option<Truncation> {
+        let decoded_s = self.duration_s();
+        let declared_s = self
+            .declared_frames
+            .map(|f| f as f64 / self.rate.max(1) as f64);
+        let short = declared_s.is_some_and(|d| d - decoded_s > TRUNCATION_TOLERANCE_S);
+        (short || self.ended_early).then_some(Truncation {
+            declared_s,
+            decoded_s,
+        })
+    }
+}
+
+/// Shortfalls below this (codec padding, rounding) are not a truncation.
+pub const TRUNCATION_TOLERANCE_S: f64 = 0.05;
+
+/// A file that holds less audio than its header promises, or whose stream is cut off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Truncation {
+    /// Seconds the header promises (None: the container does not say).
+    pub declared_s: Option<f64>,
+    /// Seconds actually decoded.
+    pub decoded_s: f64,
+}
+
+impl std::fmt::Display for Truncation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.declared_s {
+            Some(d) => write!(
+                f,
+                "the header promises {d:.2} s of audio but the file holds {:.2} s (truncated or damaged); using what is there",
+                self.decoded_s
+            ),
+            None => write!(
+                f,
+                "the stream is cut off after {:.2} s (truncated or damaged); using what is there",
+                self.decoded_s
+            ),
+        }
     }
 }
 
@@ -81,6 +129,8 @@ pub struct MonoAudio {
     pub source_rate: u32,
     pub source_channels: usize,
     pub skipped_packets: usize,
+    /// Set when the file holds less than it promises.
+    pub truncation: Option<Truncation>,
 }
 
 /// Decodes a file at its native rate and channel count.
@@ -142,6 +192,7 @@ pub fn decode_native(path: &Path) -> Result<NativeAudio, AudioError> {
         })?;
     let track_id = track.id;
     let bits_per_sample = track.codec_params.bits_per_sample;
+    let declared_frames = track.codec_params.n_frames;
     let float = [
         CODEC_TYPE_PCM_F32LE,
         CODEC_TYPE_PCM_F32BE,
@@ -160,11 +211,13 @@ pub fn decode_native(path: &Path) -> Result<NativeAudio, AudioError> {
     let mut interleaved = Vec::new();
     let mut skipped = 0usize;
     let mut decoded_packets = 0usize;
+    let mut ended_early = false;
     let mut sample_buf: Option<SampleBuffer<f32>> = None;
     loop {
         let packet = match format.next_packet() {
             Ok(p) => p,
-            // End of stream (also how a truncated file ends: we keep what decoded).
+            // End of stream (also how a truncated file ends: we keep what decoded, and the
+            // header's length tells whether it was cut short).
             Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(SymError::ResetRequired) => break,
             Err(e) => {
@@ -174,6 +227,7 @@ pub fn decode_native(path: &Path) -> Result<NativeAudio, AudioError> {
                         detail: e.to_string(),
                     });
                 }
+                ended_early = true;
                 break;
             }
         };
@@ -227,6 +281,13 @@ pub fn decode_native(path: &Path) -> Result<NativeAudio, AudioError> {
             index,
         });
     }
+    // An Ogg stream has no length in its header: a cut-off file shows as a last page that
+    // runs past the end of the file, or as no end-of-stream page at all.
+    if !ended_early && is_ogg(path) {
+        if let Ok(bytes) = std::fs::read(path) {
+            ended_early = ogg_cut_off(&bytes);
+        }
+    }
     Ok(NativeAudio {
         rate,
         channels,
@@ -234,7 +295,44 @@ pub fn decode_native(path: &Path) -> Result<NativeAudio, AudioError> {
         skipped_packets: skipped,
         bits_per_sample,
         float,
+        declared_frames,
+        ended_early,
     })
+}
+
+fn is_ogg(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok()
+        && &magic == b"OggS"
+}
+
+/// Whether an Ogg file is cut off: a page runs past the end of the file, the page chain
+/// breaks, or the last page does not end the stream (no end-of-stream flag).
+pub fn ogg_cut_off(bytes: &[u8]) -> bool {
+    let mut at = 0usize;
+    let mut last_flags = None;
+    while at < bytes.len() {
+        let Some(h) = bytes.get(at..at + 27) else {
+            return true;
+        };
+        if &h[..4] != b"OggS" {
+            return true;
+        }
+        let segments = h[26] as usize;
+        let Some(table) = bytes.get(at + 27..at + 27 + segments) else {
+            return true;
+        };
+        let body: usize = table.iter().map(|&b| b as usize).sum();
+        let end = at + 27 + segments + body;
+        if end > bytes.len() {
+            return true;
+        }
+        last_flags = Some(h[5]);
+        at = end;
+    }
+    last_flags.is_none_or(|f| f & 0x04 == 0)
 }
 
 /// Length of a leading ID3v2 tag (header + syncsafe size + optional footer), if any.
@@ -259,6 +357,7 @@ pub fn decode_mono_44k(path: &Path) -> Result<MonoAudio, AudioError> {
         source_rate: native.rate,
         source_channels: native.channels,
         skipped_packets: native.skipped_packets,
+        truncation: native.truncation(),
     })
 }
 

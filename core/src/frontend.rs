@@ -1,4 +1,4 @@
-//! The log-mel frontend of DESIGN §2: the one signal path shared by the daemon and the trainer.
+//! The log-mel frontend (architecture.md §3): the one signal path of both daemon and trainer.
 //!
 //! Streaming: [`Frontend::push`] takes any number of mono 44.1 kHz samples and reports completed
 //! mel frames and, every [`WINDOW_HOP`] frames once [`WINDOW_FRAMES`] exist, a normalised model
@@ -154,7 +154,7 @@ impl Default for MelFilterbank {
     }
 }
 
-/// `log10(1e4 · m + 1)`: the compression of DESIGN §2.
+/// `log10(1e4 · m + 1)`: the compression of docs/architecture.md §3.
 #[inline]
 pub fn compress(m: f32) -> f32 {
     libm::log10f(10_000.0 * m + 1.0)

@@ -3,7 +3,7 @@
 //! - [`frontend`]: framing, window, FFT, mel, compression, normalisation, model windows
 //!   (fixed buffers, no allocation after construction);
 //! - [`ucs`]: the UCS v8.2.1 taxonomy (embedded at compile time) and the UCS file-name parser;
-//! - `manifest` (feature `std`): the model manifest types of DESIGN §4 with validation;
+//! - `manifest` (feature `std`): the model manifest types of architecture.md §5 with validation;
 //! - `audio` (feature `decode`): decoding, downmix and resampling to 44.1 kHz mono.
 //!
 //! Without the `std` feature the crate is `no_std` + `alloc`.

@@ -1,4 +1,4 @@
-//! `models/<name>/manifest.toml`: the contract between `export` and the daemon (DESIGN §4).
+//! `models/<name>/manifest.toml`: the contract between `export` and the daemon (docs/architecture.md §5).
 //!
 //! A manifest names the frontend the model was trained with (the daemon refuses one it does not
 //! implement), the encoder file and its outputs, the z-score statistics of published embeddings,
@@ -49,7 +49,7 @@ pub struct ModelInfo {
     pub attribution: String,
 }
 
-/// The signal path of DESIGN §2, spelled out so a mismatch names the field.
+/// The signal path (docs/architecture.md §3), spelled out so a mismatch names the field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FrontendSpec {
@@ -203,6 +203,32 @@ pub struct HeadSpec {
     /// (like the released aiSFX heads), which is loaded but never published.
     pub labels: Vec<String>,
     pub n_classes: usize,
+    /// How the logits become probabilities (softmax(logits / temperature)); absent: T = 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<HeadCalibration>,
+    /// Per label (in label order), the calibrated probability at which the label is confident;
+    /// empty: the head gives none (the daemon's configured default applies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<f32>,
+}
+
+/// Temperature scaling of a head's logits, fitted on held-out predictions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadCalibration {
+    /// `temperature` (the only method so far).
+    pub method: String,
+    pub temperature: f32,
+    /// What it was fitted on, in words (e.g. the evaluation protocol).
+    #[serde(default)]
+    pub fitted_on: String,
+}
+
+impl HeadSpec {
+    /// The softmax temperature of this head's logits (1 without calibration).
+    pub fn temperature(&self) -> f32 {
+        self.calibration.as_ref().map_or(1.0, |c| c.temperature)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -253,6 +279,21 @@ pub struct QualityGates {
     pub head_top1_agreement: BTreeMap<String, f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub knn_macro_f1_drop: Option<f64>,
+    /// How well the labelled heads name sounds they have not heard (e.g. leave-one-source-out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<LabelQuality>,
+}
+
+/// Label accuracy measured on held-out sources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LabelQuality {
+    /// The protocol, in words.
+    pub protocol: String,
+    /// The command that measured it.
+    pub command: String,
+    /// Metric name → value (e.g. `category_top1_mean`).
+    pub metrics: BTreeMap<String, f64>,
 }
 
 /// Everything that can be wrong with a manifest or its model directory.
@@ -405,6 +446,38 @@ impl Manifest {
                 ));
             }
             check_labels(h.taxonomy, &h.labels, &field("labels"))?;
+            if let Some(c) = &h.calibration {
+                if c.method != "temperature" {
+                    return Err(invalid(
+                        field("calibration.method"),
+                        format!("'{}' is not supported (temperature)", c.method),
+                    ));
+                }
+                if !(c.temperature.is_finite() && c.temperature > 0.0) {
+                    return Err(invalid(
+                        field("calibration.temperature"),
+                        "must be a positive number",
+                    ));
+                }
+            }
+            if !h.thresholds.is_empty() {
+                if h.thresholds.len() != h.n_classes {
+                    return Err(invalid(
+                        field("thresholds"),
+                        format!(
+                            "{} thresholds for {} classes",
+                            h.thresholds.len(),
+                            h.n_classes
+                        ),
+                    ));
+                }
+                if let Some(i) = h.thresholds.iter().position(|t| !(0.0..=1.0).contains(t)) {
+                    return Err(invalid(
+                        field("thresholds"),
+                        format!("value {i} is not a probability in [0, 1]"),
+                    ));
+                }
+            }
         }
         if let Some(k) = &self.knn {
             if k.k == 0 {
@@ -537,6 +610,8 @@ mod tests {
                 taxonomy: Taxonomy::UcsCategory,
                 labels: vec!["DOORS".into(), "ANIMALS".into()],
                 n_classes: 2,
+                calibration: None,
+                thresholds: Vec::new(),
             }],
             knn: None,
             provenance: Provenance::default(),

@@ -59,6 +59,14 @@ pub fn lookup(cat_id: &str) -> Option<&'static UcsEntry> {
     ENTRIES.iter().find(|e| e.cat_id == cat_id)
 }
 
+/// The `…Misc` CatID of a Category (its unspecified subcategory, e.g. `ANIMALS` → `ANMLMisc`),
+/// when the Category has one.
+pub fn misc_of(category: &str) -> Option<&'static UcsEntry> {
+    ENTRIES
+        .iter()
+        .find(|e| e.category == category && e.subcategory == "MISC")
+}
+
 /// Looks up a CatID, or explains why it is not one (with a case-insensitive suggestion).
 pub fn validate_cat_id(cat_id: &str) -> Result<&'static UcsEntry, UcsError> {
     if let Some(e) = lookup(cat_id) {

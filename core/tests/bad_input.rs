@@ -62,10 +62,61 @@ fn truncated_file_keeps_what_decoded_or_errors_cleanly() {
         "{}",
         a.samples.len()
     );
+    // …and says so, with both durations.
+    let t = a.truncation.expect("a cut WAV is reported");
+    assert!((t.declared_s.unwrap() - 1.0).abs() < 0.01, "{t:?}");
+    assert!(t.decoded_s < 0.6, "{t:?}");
+    assert!(t.to_string().contains("1.00 s"), "{t}");
+    // The whole file is not.
+    assert_eq!(decode_mono_44k(&full).unwrap().truncation, None);
     // Cut inside the header: an error, not a panic.
     let h = tmp("header-only.wav");
     std::fs::write(&h, &bytes[..20]).unwrap();
     assert!(decode_mono_44k(&h).is_err());
+}
+
+#[test]
+fn a_lying_wav_header_is_reported_with_both_durations() {
+    // A 16-bit mono WAV whose header promises 10⁹ samples over 1 000 bytes of data.
+    let mut b = Vec::new();
+    let data_len: u32 = 2_000_000_000;
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data_len).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    b.extend_from_slice(&1u16.to_le_bytes()); // mono
+    b.extend_from_slice(&44_100u32.to_le_bytes());
+    b.extend_from_slice(&(44_100u32 * 2).to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_len.to_le_bytes());
+    for i in 0..500u32 {
+        b.extend_from_slice(&(((i % 50) as i16 - 25) * 500).to_le_bytes());
+    }
+    let p = tmp("lying.wav");
+    std::fs::write(&p, &b).unwrap();
+    let a = decode_mono_44k(&p).expect("decoded as far as it goes");
+    assert_eq!(a.samples.len(), 500);
+    let t = a.truncation.expect("reported");
+    assert!(t.declared_s.unwrap() > 20_000.0, "{t:?}");
+    assert!(t.decoded_s < 0.02, "{t:?}");
+}
+
+#[test]
+fn an_ogg_stream_cut_mid_page_is_reported() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data/fixtures/ANMLFarm_Sheep 7 (ID 2349)_BSB.ogg");
+    let bytes = std::fs::read(&fixture).unwrap();
+    let whole = decode_mono_44k(&fixture).unwrap();
+    assert_eq!(whole.truncation, None, "the whole file is not truncated");
+    let p = tmp("cut.ogg");
+    std::fs::write(&p, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let a = decode_mono_44k(&p).expect("decoded as far as it goes");
+    assert!(a.samples.len() < whole.samples.len());
+    let t = a.truncation.expect("a cut Ogg stream is reported");
+    assert!(t.decoded_s < whole.samples.len() as f64 / 44_100.0, "{t:?}");
 }
 
 #[test]

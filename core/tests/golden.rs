@@ -102,7 +102,7 @@ fn decoded_fixtures_match_essentia_loader() {
             .join(clip["source_file"].as_str().unwrap());
         let audio = sfxtag_core::audio::decode_mono_44k(&src).unwrap();
         let n = clip["samples"].as_u64().unwrap() as usize;
-        // Essentia decodes a few hundred extra samples at the end of some Ogg files (AISFX-NOTES)
+        // Essentia decodes a few hundred extra samples at the end of some Ogg files
         // and keeps the final padding frame of some MP3s (1152 samples) that gapless decoding
         // trims: allow up to 2048 samples less at the end and pad with silence.
         assert!(

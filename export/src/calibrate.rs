@@ -1,7 +1,7 @@
 //! Activation ranges for per-tensor u8 quantisation, measured by running the fp32 graph (with
 //! every post-ReLU tensor as an extra output) in tract over calibration windows.
 //!
-//! Two methods (DESIGN §4 measured both within fold noise of each other on kNN macro-F1):
+//! Two methods (architecture.md §5: both measured within fold noise of each other on kNN macro-F1):
 //! - `minmax`: the largest value seen. Never clips; wastes resolution on rare outliers.
 //! - `percentile`: the 99.99th percentile of all values of the tensor over all windows
 //!   (exact, via a running top-k), so the rare largest 0.01 % saturate in exchange for a finer

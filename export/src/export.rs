@@ -1,4 +1,4 @@
-//! Weights → model directory (DESIGN §4): fold, equalise, calibrate, quantise, gate, write
+//! Weights → model directory (architecture.md §5): fold, equalise, calibrate, quantise, gate, write
 //! `encoder.onnx` (+ `encoder.fp32.onnx`) and `manifest.toml`, atomically.
 
 use crate::calibrate::{self, Calibration};
@@ -22,7 +22,7 @@ pub const FP32_FILE: &str = "encoder.fp32.onnx";
 
 /// Export-time thresholds for int8 vs fp32 on the held-out windows.
 ///
-/// Defaults: worst-window embedding cosine ≥ 0.99 and mean ≥ 0.995. DESIGN §4 measured
+/// Defaults: worst-window embedding cosine ≥ 0.99 and mean ≥ 0.995. architecture.md §5 has
 /// per-tensor int8 *without* equalisation at worst 0.980 on aiSFX, and with it 0.996 (mean
 /// 0.9987): 0.99 sits between, so losing equalisation (or a broken calibration) fails the export
 /// while normal window-to-window spread passes. Head top-1 agreement ≥ 0.9, checked only with
@@ -333,6 +333,7 @@ pub fn export_model_split(
         cosine_min_threshold: opts.gates.cosine_min,
         head_top1_agreement: p.head_top1.clone(),
         knn_macro_f1_drop: None,
+        labels: None,
     });
     let mut provenance = opts.provenance.clone();
     if provenance.exported_by.is_empty() {
@@ -391,6 +392,8 @@ pub fn export_model_split(
                     taxonomy: l.map(|l| l.taxonomy).unwrap_or(Taxonomy::Custom),
                     labels: l.map(|l| l.labels.clone()).unwrap_or_default(),
                     n_classes: h.n_classes(),
+                    calibration: None,
+                    thresholds: Vec::new(),
                 }
             })
             .collect(),

@@ -1,7 +1,7 @@
 //! ONNX graph writing with tract-onnx's generated protobuf types (`tract_onnx::pb`), and the
 //! fp32 CNN9-max graph.
 //!
-//! Graph contract (DESIGN §4): opset 17, input `input` `[1,1,100,96]` f32, outputs `embedding`
+//! Graph contract (architecture.md §5): opset 17, input `input` `[1,1,100,96]` f32, outputs `embedding`
 //! `[1,512]` and `logits_<head>` `[1,C]` per head. Encoder: 4 blocks of (Conv3x3 pad 1 → Relu)×2
 //! with BatchNorm folded into the convs, MaxPool 2×2 after blocks 1–3, then ReduceMean over
 //! frequency (axis 3) and ReduceMax over time (axis 2), as aiSFX's `EmbeddingNet.forward`

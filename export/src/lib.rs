@@ -1,4 +1,4 @@
-//! `sfxtag-export`: weights in, deployable model directory out (DESIGN §3–4). Pure Rust: reads
+//! `sfxtag-export`: weights in, deployable model directory out (architecture.md §5). Pure Rust: reads
 //! safetensors (the trainer's format, see [`weights`]) or the released aiSFX `checkpoint.pth`
 //! ([`aisfx`]), folds BatchNorm, equalises, writes fp32 and int8 QOperator ONNX, calibrates and
 //! checks int8-vs-fp32 parity in tract, and writes `manifest.toml`.
@@ -15,6 +15,7 @@
 
 #[cfg(feature = "pth")]
 pub mod aisfx;
+pub mod calib_set;
 pub mod calibrate;
 pub mod equalize;
 pub mod export;

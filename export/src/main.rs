@@ -2,12 +2,12 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use sfxtag_core::frontend::{mel_spectrogram, model_windows, ModelWindow};
 use sfxtag_core::manifest::{Provenance, Taxonomy};
 use sfxtag_export::{
-    export_model, export_model_split, Calibration, Cnn9Weights, ExportOptions, HeadLabels,
+    calib_set, export_model, export_model_split, Calibration, Cnn9Weights, ExportOptions,
+    HeadLabels,
 };
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum CalibArg {
@@ -120,53 +120,6 @@ struct Args {
     force: bool,
 }
 
-const AUDIO_EXT: &[&str] = &["wav", "ogg", "oga", "mp3", "flac"];
-
-fn collect_audio(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    fn walk(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-        if p.is_dir() {
-            for e in std::fs::read_dir(p).with_context(|| format!("reading {}", p.display()))? {
-                walk(&e?.path(), out)?;
-            }
-        } else if p
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| AUDIO_EXT.contains(&e.to_ascii_lowercase().as_str()))
-        {
-            out.push(p.to_path_buf());
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    for p in paths {
-        if !p.exists() {
-            bail!("calibration path {} does not exist", p.display());
-        }
-        walk(p, &mut out)?;
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-fn windows_of(path: &Path) -> Result<Vec<Box<ModelWindow>>> {
-    let audio = sfxtag_core::audio::decode_mono_44k(path)
-        .with_context(|| format!("decoding calibration file {}", path.display()))?;
-    Ok(model_windows(&mel_spectrogram(&audio.samples)))
-}
-
-fn subsample(v: Vec<Box<ModelWindow>>, max: usize) -> Vec<Box<ModelWindow>> {
-    if v.len() <= max || max == 0 {
-        return v;
-    }
-    let n = v.len();
-    v.into_iter()
-        .enumerate()
-        .filter(|(i, _)| (i * max) / n != ((i + 1) * max) / n)
-        .map(|(_, w)| w)
-        .collect()
-}
-
 fn parse_kv(s: &str, what: &str) -> Result<(String, String)> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -235,48 +188,34 @@ fn main() -> Result<()> {
             .taxonomy = taxonomy;
     }
 
-    let files = collect_audio(&args.calib)?;
+    let files = calib_set::audio_files(&args.calib)?;
     if files.is_empty() {
         bail!(
             "no audio files ({}) found under {:?}: the calibration set is empty",
-            AUDIO_EXT.join(", "),
+            calib_set::AUDIO_EXT.join(", "),
             args.calib
         );
     }
-    let every = args.holdout_every.max(2);
-    let (mut cal, mut held) = (Vec::new(), Vec::new());
-    let mut cal_files = 0;
-    let mut skipped = 0;
-    for (i, f) in files.iter().enumerate() {
-        // One undecodable file should not sink an export over a whole corpus: warn, skip, count.
-        let w = match windows_of(f) {
-            Ok(w) => w,
-            Err(e) => {
-                eprintln!("warning: skipping {}: {:#}", f.display(), e);
-                skipped += 1;
-                continue;
-            }
-        };
-        if files.len() > 1 && i % every == every - 1 {
-            held.extend(w);
-        } else {
-            cal_files += 1;
-            cal.extend(w);
-        }
+    let set = calib_set::split(&files, args.holdout_every, args.max_calib_windows);
+    for (f, e) in &set.skipped {
+        eprintln!("warning: skipping {}: {e}", f.display());
     }
-    if cal.is_empty() {
+    if set.cal.is_empty() {
         bail!(
-            "the calibration set is empty: none of the {} audio files gave a window ({skipped} failed to decode)",
-            files.len()
+            "the calibration set is empty: none of the {} audio files gave a window ({} failed to decode)",
+            files.len(),
+            set.skipped.len()
         );
     }
-    let cal = subsample(cal, args.max_calib_windows);
     eprintln!(
-        "calibration: {} windows from {cal_files} files; held out: {} windows from {} files; {skipped} skipped",
-        cal.len(),
-        held.len(),
-        files.len() - cal_files - skipped
+        "calibration: {} windows from {} files; held out: {} windows from {} files; {} skipped",
+        set.cal.len(),
+        set.cal_files,
+        set.held.len(),
+        set.held_files,
+        set.skipped.len()
     );
+    let (cal, held) = (set.cal, set.held);
 
     let mut opts = ExportOptions {
         id: args.id.clone().unwrap_or_else(|| {

@@ -1,11 +1,11 @@
-//! The int8 QOperator graph of DESIGN §4.
+//! The int8 QOperator graph of docs/architecture.md §5.
 //!
 //! - `QuantizeLinear` on the input (u8; the normalised log-mel is ≥ 0, so zero point 0).
 //! - Each conv is a `QLinearConv`: u8 activations, s8 weights with one symmetric per-tensor
 //!   scale (`max|w|/127`, zero point 0), int32 bias with scale `x_scale·w_scale`. Its output is
 //!   u8 with zero point 0 and range `[0, max]` of the post-ReLU activation: the saturation at 0
 //!   *is* the ReLU, so no Relu node. Per-tensor, not per-channel: tract requantises per-channel
-//!   outputs with generic ops (52.6 ms vs 16.9 ms per window, DESIGN §4); cross-layer
+//!   outputs with generic ops (52.6 ms vs 16.9 ms per window, architecture.md §5); cross-layer
 //!   equalisation ([`crate::equalize`]) recovers the accuracy per-channel would have given.
 //! - `MaxPool` directly on the u8 tensors (max commutes with a monotonic quantiser).
 //! - One `DequantizeLinear` after the last conv, then ReduceMean/ReduceMax in f32.

@@ -1,4 +1,4 @@
-//! CNN9-max weights (DESIGN §3) as plain arrays, their validation, deterministic random
+//! CNN9-max weights (architecture.md §4) as plain arrays, their validation, deterministic random
 //! initialisation and the safetensors format that is the contract with the trainer.
 //!
 //! # safetensors name scheme (the trainer writes this, `export` reads it)
@@ -595,7 +595,7 @@ mod tests {
             .filter(|t| t.0.starts_with("encoder."))
             .map(|t| t.2.len())
             .sum();
-        // DESIGN §3: ≈ 4.69 M encoder parameters (convs + BN).
+        // docs/architecture.md §4: ≈ 4.69 M encoder parameters (convs + BN).
         assert!((4_680_000..4_700_000).contains(&params), "{params}");
         assert_ne!(a, Cnn9Weights::random(8, &[("ucs", 5)]));
     }

@@ -172,7 +172,7 @@ fn aisfx_encoder_matches_the_python_package() {
         check("shipped fp32", &m, 0.999, 1.0);
     }
     let m = TractModel::from_bytes(&std::fs::read(dir.join("encoder.onnx")).unwrap()).unwrap();
-    // int8: DESIGN §4 measured worst 0.996 vs fp32 with equalisation; the decision of a head
+    // int8: worst 0.996 vs fp32 with equalisation (architecture.md §5); the decision of a head
     // may flip on a near-tie.
     check("shipped int8", &m, 0.99, 0.9);
     let windows: Vec<_> = golden().0.into_iter().flat_map(|c| c.windows).collect();

@@ -29,16 +29,24 @@ struct Report {
     realtime_audio_s: f64,
     realtime_cpu_share: Option<f64>,
     realtime_dropped_s: f64,
+    /// CPU share over the same real-time span of a quiet input (mostly below the silence
+    /// floor, a 1.5 s sound every 20 s), with the silence gate as the daemon runs it.
+    quiet_realtime_cpu_share: Option<f64>,
+    quiet_windows_classified: u64,
+    quiet_windows_silent: u64,
+    silence_floor_dbfs: f32,
     peak_rss_mib: Option<f64>,
     threads: &'static str,
 }
 
 /// The benchmark's audio, produced chunk by chunk so the benchmark holds no more of it than the
-/// daemon would (its peak RSS is the daemon's): a decoded file played in a loop, or synthetic
-/// 48 kHz stereo (noise bursts, tones and quiet stretches).
+/// daemon would (its peak RSS is the daemon's): a decoded file played in a loop, synthetic
+/// 48 kHz stereo (noise bursts, tones and quiet stretches), or a quiet room (noise at −75 dBFS
+/// with a 1.5 s sound every 20 s: what an always-on microphone mostly hears).
 enum BenchAudio {
     File(Vec<f32>),
     Synthetic,
+    Quiet,
 }
 
 impl BenchAudio {
@@ -62,16 +70,35 @@ impl BenchAudio {
                     frame[1] = 0.8 * s;
                 }
             }
+            BenchAudio::Quiet => {
+                for (k, frame) in out.chunks_exact_mut(2).enumerate() {
+                    let n = (start + k) as u64;
+                    let t = n as f64 / Self::SYNTH_RATE as f64;
+                    let s = if t % 20.0 < 1.5 {
+                        Self::synth(n)
+                    } else {
+                        // −75 dBFS RMS of uniform noise: amplitude √3 · 10^(−75/20).
+                        Self::noise(n) * 3f32.sqrt() * 10f32.powf(-75.0 / 20.0)
+                    };
+                    frame[0] = s;
+                    frame[1] = s;
+                }
+            }
         }
     }
 
-    fn synth(n: u64) -> f32 {
-        // splitmix64 of the sample index: deterministic noise without state.
+    /// Uniform noise in [-1, 1) from the sample index (splitmix64).
+    fn noise(n: u64) -> f32 {
         let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
-        let noise = (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+        (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+
+    fn synth(n: u64) -> f32 {
+        // Deterministic noise without state.
+        let noise = Self::noise(n);
         let t = n as f32 / Self::SYNTH_RATE as f32;
         let phase = (t % 3.0) / 3.0;
         if phase < 0.3 {
@@ -180,8 +207,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let audio = Arc::new(audio);
     let frames = |seconds: f64| ((seconds * rate as f64) as usize).max(1);
-    // Warm-up: one window.
-    let mut processor = Processor::new(model);
+    // Warm-up: one window. The silence gate runs as in the daemon.
+    let floor = crate::pipeline::DEFAULT_SILENCE_FLOOR_DBFS;
+    let mut processor = Processor::with_silence_floor(model, Some(floor));
     let (p, _, _, _) = run_worker(processor, audio.clone(), frames(2.5), rate, channels, false)?;
     processor = p;
     processor.latency = LatencyRing::new(100_000);
@@ -202,7 +230,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let rt = frames(args.realtime_seconds);
         let rt_audio = rt as f64 / rate as f64;
         eprintln!("sfxtag bench: {rt_audio:.0} s of real-time-paced audio…");
-        let (_, wall, cpu, dropped) = run_worker(processor, audio, rt, rate, channels, true)?;
+        let (p, wall, cpu, dropped) = run_worker(processor, audio, rt, rate, channels, true)?;
+        processor = p;
         (
             Some(cpu / wall),
             dropped as f64 / (rate as f64 * channels as f64),
@@ -210,6 +239,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
         )
     } else {
         (None, 0.0, 0.0)
+    };
+    let (quiet_share, quiet_classified, quiet_silent) = if args.realtime_seconds > 0.0 {
+        let qrate = BenchAudio::SYNTH_RATE;
+        let q = ((args.realtime_seconds * qrate as f64) as usize).max(1);
+        eprintln!(
+            "sfxtag bench: {:.0} s of a quiet room, real-time paced…",
+            args.realtime_seconds
+        );
+        let (w0, s0) = (processor.windows(), processor.silent_windows);
+        let (p, wall, cpu, _) =
+            run_worker(processor, Arc::new(BenchAudio::Quiet), q, qrate, 2, true)?;
+        let silent = p.silent_windows - s0;
+        (Some(cpu / wall), p.windows() - w0 - silent, silent)
+    } else {
+        (None, 0, 0)
     };
     let report = Report {
         model: model_name,
@@ -226,6 +270,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         realtime_audio_s: rt_audio,
         realtime_cpu_share: cpu_share,
         realtime_dropped_s: rt_dropped,
+        quiet_realtime_cpu_share: quiet_share,
+        quiet_windows_classified: quiet_classified,
+        quiet_windows_silent: quiet_silent,
+        silence_floor_dbfs: floor,
         peak_rss_mib: peak_rss_kib().map(|k| k as f64 / 1024.0),
         threads: "1 worker thread (tract single-threaded)",
     };
@@ -252,6 +300,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
             c * 100.0,
             rt_audio,
             rt_dropped
+        );
+    }
+    if let Some(c) = quiet_share {
+        println!(
+            "quiet room CPU   {:.1} % of one core ({} windows classified, {} below {floor} dBFS skipped)",
+            c * 100.0,
+            quiet_classified,
+            quiet_silent
         );
     }
     if let Some(m) = report.peak_rss_mib {

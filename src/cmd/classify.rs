@@ -2,7 +2,7 @@
 //! optionally a UCS file name suggestion.
 
 use super::{display_name, load_model, process_file};
-use crate::classify::{aggregate, Label, TopSource};
+use crate::classify::{FileLabels, Label, TopSource};
 use crate::cli::{ClassifyArgs, TableFormat};
 use crate::payload::TopEntry;
 use crate::pipeline::Processor;
@@ -19,6 +19,10 @@ struct WindowRow {
     end_s: f64,
     level_dbfs: f32,
     top: Vec<TopEntry>,
+    /// `top[0]` passes its threshold.
+    confident: bool,
+    /// Below the silence floor: not classified.
+    silence: bool,
 }
 
 #[derive(Serialize)]
@@ -26,11 +30,57 @@ struct FileResult {
     file: String,
     duration_s: f64,
     windows: Vec<WindowRow>,
-    /// Mean of the per-window scores, top-k.
+    /// Mean of the classified windows' scores, top-k.
     top: Vec<TopEntry>,
     top_source: TopSource,
+    /// `top[0]` passes its threshold; false: "unknown", `top` holds the best guesses.
+    confident: bool,
+    /// Every window was below the silence floor.
+    silence: bool,
+    /// The file holds less audio than its header promises (processed as far as it goes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     suggested_name: Option<String>,
+}
+
+/// The one-line verdict of a file in the table.
+fn verdict(r: &FileResult, silence_floor: f32) -> String {
+    let short = |t: &TopEntry| t.catid.clone().unwrap_or_else(|| t.label.clone());
+    if r.silence {
+        return format!("silence (every window below {silence_floor} dBFS)");
+    }
+    let Some(best) = r.top.first() else {
+        return "(no labels)".into();
+    };
+    if !r.confident {
+        return format!(
+            "—  no confident label (best: {} {:.2})",
+            short(best),
+            best.score
+        );
+    }
+    let others: Vec<String> = r
+        .top
+        .iter()
+        .skip(1)
+        .map(|t| format!("{} {:.2}", short(t), t.score))
+        .collect();
+    format!(
+        "{:<10} {:.2}  {}{}",
+        short(best),
+        best.score,
+        match (&best.category, &best.subcategory) {
+            (Some(c), Some(s)) => format!("{c} / {s}"),
+            (Some(c), None) => c.clone(),
+            _ => String::new(),
+        },
+        if others.is_empty() {
+            String::new()
+        } else {
+            format!("   (then {})", others.join(", "))
+        }
+    )
 }
 
 #[derive(Serialize)]
@@ -39,11 +89,16 @@ struct FileError {
     error: String,
 }
 
-/// `CatID_FXName_CreatorID_SourceID.ext` for the top label (UCS CatID taxonomy only).
+/// `CatID_FXName_CreatorID_SourceID.ext` for the top label: its CatID, else (a Category label)
+/// the Category's unspecified `…Misc` CatID; none for a custom taxonomy.
 pub fn suggest_name(path: &Path, top: &[Label], creator: &str, source: &str) -> Option<String> {
     let entry = top
         .iter()
-        .find_map(|l| l.catid.as_deref().and_then(ucs::lookup))?;
+        .find_map(|l| l.catid.as_deref().and_then(ucs::lookup))
+        .or_else(|| {
+            top.iter()
+                .find_map(|l| l.category.as_deref().and_then(ucs::misc_of))
+        })?;
     let stem = path.file_stem()?.to_string_lossy().into_owned();
     // Keep the FX name of an already UCS-named file; else the file's stem.
     let fx = match ucs::parse_name(&stem) {
@@ -68,49 +123,51 @@ fn csv_field(s: &str) -> String {
 
 pub fn run(args: ClassifyArgs) -> Result<()> {
     let model = load_model(&args.model, 3)?;
-    let top_k = model.classifier.top_k;
     if !model.classifier.can_label() {
         eprintln!("sfxtag: warning: {}", model.classifier.describe());
     }
-    let mut p = Processor::new(model);
+    let mut p = Processor::with_silence_floor(model, Some(args.silence_floor));
     let mut results = Vec::new();
     let mut errors = Vec::new();
     for path in &args.files {
-        let mut windows: Vec<(WindowRow, Vec<Label>)> = Vec::new();
-        let mut source = TopSource::None;
+        let mut windows: Vec<WindowRow> = Vec::new();
+        let mut preds: Vec<(Vec<Label>, TopSource)> = Vec::new();
+        let mut silent = 0usize;
         match process_file(&mut p, path, &mut |w| {
-            source = w.prediction.top_source;
-            windows.push((
-                WindowRow {
-                    window: w.seq,
-                    start_s: (w.start_s * 1000.0).round() / 1000.0,
-                    end_s: (w.end_s * 1000.0).round() / 1000.0,
-                    level_dbfs: (w.level_dbfs * 10.0).round() / 10.0,
-                    top: w.prediction.top.iter().map(Into::into).collect(),
-                },
-                w.prediction.top.clone(),
-            ))
+            if w.silent {
+                silent += 1;
+            } else {
+                preds.push((w.prediction.top.clone(), w.prediction.top_source));
+            }
+            windows.push(WindowRow {
+                window: w.seq,
+                start_s: (w.start_s * 1000.0).round() / 1000.0,
+                end_s: (w.end_s * 1000.0).round() / 1000.0,
+                level_dbfs: (w.level_dbfs * 10.0).round() / 10.0,
+                top: w.prediction.top.iter().map(Into::into).collect(),
+                confident: w.prediction.confident,
+                silence: w.silent,
+            })
         }) {
             Ok(info) => {
-                let tops: Vec<Vec<Label>> = windows.iter().map(|w| w.1.clone()).collect();
-                let agg = aggregate(&tops, top_k);
-                let first = windows.first().map(|w| w.0.window).unwrap_or(0);
+                let f: FileLabels = p.model.classifier.file_labels(&preds, silent);
+                let first = windows.first().map(|w| w.window).unwrap_or(0);
+                for w in windows.iter_mut() {
+                    w.window -= first;
+                }
                 results.push(FileResult {
                     file: display_name(path),
                     duration_s: (info.duration_s * 1000.0).round() / 1000.0,
-                    windows: windows
-                        .into_iter()
-                        .map(|(mut w, _)| {
-                            w.window -= first;
-                            w
-                        })
-                        .collect(),
+                    windows,
                     suggested_name: args
                         .suggest_name
-                        .then(|| suggest_name(path, &agg, &args.creator, &args.source))
+                        .then(|| suggest_name(path, &f.top, &args.creator, &args.source))
                         .flatten(),
-                    top: agg.iter().map(Into::into).collect(),
-                    top_source: source,
+                    top: f.top.iter().map(Into::into).collect(),
+                    top_source: f.top_source,
+                    confident: f.confident,
+                    silence: f.silent,
+                    warning: info.truncation.map(|t| t.to_string()),
                 });
             }
             Err(e) => {
@@ -144,19 +201,20 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
         TableFormat::Csv => {
             writeln!(
                 out,
-                "file,window,start_s,end_s,rank,catid,category,subcategory,label,score"
+                "file,window,start_s,end_s,rank,catid,category,subcategory,label,score,confident"
             )?;
             for r in &results {
                 let rows = |w: &str,
                             s: f64,
                             e: f64,
                             top: &[TopEntry],
+                            confident: bool,
                             out: &mut dyn Write|
                  -> std::io::Result<()> {
                     for (rank, t) in top.iter().enumerate() {
                         writeln!(
                             out,
-                            "{},{},{},{},{},{},{},{},{},{:.4}",
+                            "{},{},{},{},{},{},{},{},{},{:.4},{}",
                             csv_field(&r.file),
                             w,
                             s,
@@ -166,75 +224,61 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
                             t.category.as_deref().unwrap_or(""),
                             t.subcategory.as_deref().unwrap_or(""),
                             csv_field(&t.label),
-                            t.score
+                            t.score,
+                            rank == 0 && confident
                         )?;
                     }
                     Ok(())
                 };
-                rows("all", 0.0, r.duration_s, &r.top, &mut out)?;
+                rows("all", 0.0, r.duration_s, &r.top, r.confident, &mut out)?;
                 if args.per_window {
                     for w in &r.windows {
-                        rows(&w.window.to_string(), w.start_s, w.end_s, &w.top, &mut out)?;
+                        let id = w.window.to_string();
+                        rows(&id, w.start_s, w.end_s, &w.top, w.confident, &mut out)?;
                     }
                 }
             }
         }
         TableFormat::Table => {
             for r in &results {
-                let best = r
-                    .top
-                    .first()
-                    .map(|t| {
-                        format!(
-                            "{:<10} {:.2}  {}",
-                            t.catid.as_deref().unwrap_or(&t.label),
-                            t.score,
-                            match (&t.category, &t.subcategory) {
-                                (Some(c), Some(s)) => format!("{c} / {s}"),
-                                (Some(c), None) => c.clone(),
-                                _ => String::new(),
-                            }
-                        )
-                    })
-                    .unwrap_or_else(|| "(no labels)".into());
-                let others: Vec<String> = r
-                    .top
-                    .iter()
-                    .skip(1)
-                    .map(|t| format!("{} {:.2}", t.catid.as_deref().unwrap_or(&t.label), t.score))
-                    .collect();
                 writeln!(
                     out,
-                    "{}  [{:.1} s, {} windows]\n  {}{}",
+                    "{}  [{:.1} s, {} windows]\n  {}",
                     r.file,
                     r.duration_s,
                     r.windows.len(),
-                    best,
-                    if others.is_empty() {
-                        String::new()
-                    } else {
-                        format!("   (then {})", others.join(", "))
-                    }
+                    verdict(r, args.silence_floor)
                 )?;
+                if let Some(w) = &r.warning {
+                    writeln!(out, "  warning: {w}")?;
+                }
                 if let Some(n) = &r.suggested_name {
                     writeln!(out, "  suggested name: {n}")?;
                 }
                 if args.per_window {
                     for w in &r.windows {
-                        let labels: Vec<String> = w
-                            .top
-                            .iter()
-                            .map(|t| {
-                                format!("{} {:.2}", t.catid.as_deref().unwrap_or(&t.label), t.score)
-                            })
-                            .collect();
+                        let labels: Vec<String> = if w.silence {
+                            vec!["silence".into()]
+                        } else {
+                            w.top
+                                .iter()
+                                .map(|t| {
+                                    format!(
+                                        "{} {:.2}",
+                                        t.catid.as_deref().unwrap_or(&t.label),
+                                        t.score
+                                    )
+                                })
+                                .collect()
+                        };
                         writeln!(
                             out,
-                            "    {:>3} {:>7.2}–{:<7.2}s {:>6.1} dBFS  {}",
+                            "    {:>3} {:>7.2}–{:<7.2}s {:>6.1} dBFS {} {}",
                             w.window,
                             w.start_s,
                             w.end_s,
                             w.level_dbfs,
+                            if w.confident { "✓" } else { "?" },
                             labels.join("  ")
                         )?;
                     }
@@ -268,8 +312,11 @@ mod tests {
         // A UCS-named file keeps its FX name.
         let n = suggest_name(Path::new("ANMLFarm_Sheep 7_BSB.ogg"), &top, "JD", "LIB").unwrap();
         assert_eq!(n, "DOORWood_Sheep 7_JD_LIB.ogg");
-        // No CatID: no suggestion.
+        // A Category label: its …Misc CatID; a custom label: no suggestion.
         let cat = vec![Label::new("DOORS", Taxonomy::UcsCategory, 0.9)];
-        assert!(suggest_name(Path::new("a.wav"), &cat, "JD", "LIB").is_none());
+        let n = suggest_name(Path::new("a.wav"), &cat, "JD", "LIB").unwrap();
+        assert!(n.starts_with("DOORMisc_"), "{n}");
+        let custom = vec![Label::new("bark", Taxonomy::Custom, 0.9)];
+        assert!(suggest_name(Path::new("a.wav"), &custom, "JD", "LIB").is_none());
     }
 }

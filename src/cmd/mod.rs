@@ -20,7 +20,8 @@ use std::path::Path;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// Resolves and loads the model named by `--model` / `--refs` / `--top-k` / `--knn-k`.
+/// Resolves and loads the model named by `--model` / `--refs` / `--top-k` / `--knn-k`, with the
+/// label policy of `--categories` / `--threshold` / `--user-refs` / `--user-weight`.
 pub fn load_model(args: &ModelArgs, default_top_k: usize) -> Result<Model> {
     let dir = crate::model::resolve(args.model.as_deref())?;
     Model::load(
@@ -28,8 +29,10 @@ pub fn load_model(args: &ModelArgs, default_top_k: usize) -> Result<Model> {
         &LoadOptions {
             precision: args.precision.unwrap_or_default(),
             refs: args.refs.as_deref(),
+            user_refs: args.user_refs.as_deref(),
             top_k: args.top_k.unwrap_or(default_top_k),
             knn_k: args.knn_k,
+            policy: args.policy().map_err(UsageError)?,
         },
     )
 }
@@ -39,6 +42,9 @@ pub struct ClipInfo {
     pub duration_s: f64,
     pub source_rate: u32,
     pub source_channels: usize,
+    /// Set when the file holds less audio than its header promises (or is cut off): it was
+    /// processed as far as it goes.
+    pub truncation: Option<sfxtag_core::audio::Truncation>,
 }
 
 /// Decodes a file (mono 44.1 kHz) and runs every window of it through `p`.
@@ -56,6 +62,9 @@ pub fn process_file(
             audio.skipped_packets
         );
     }
+    if let Some(t) = &audio.truncation {
+        eprintln!("sfxtag: warning: {}: {t}", path.display());
+    }
     p.restart_at(0.0);
     p.push(&audio.samples, on_window)?;
     p.finish(on_window)?;
@@ -63,6 +72,7 @@ pub fn process_file(
         duration_s: audio.samples.len() as f64 / sfxtag_core::frontend::SAMPLE_RATE as f64,
         source_rate: audio.source_rate,
         source_channels: audio.source_channels,
+        truncation: audio.truncation,
     })
 }
 

@@ -283,6 +283,17 @@ impl ClipWriter {
     }
 }
 
+impl ClipWriter {
+    /// Abandons the clip: its temporary file is removed, nothing is published.
+    pub fn discard(mut self) -> Result<()> {
+        if let Some(w) = self.writer.take() {
+            let _ = w.end();
+        }
+        std::fs::remove_file(&self.part)
+            .with_context(|| format!("cannot remove {}", self.part.display()))
+    }
+}
+
 impl Drop for ClipWriter {
     fn drop(&mut self) {
         // An unfinished clip keeps its temporary name: `salvage` recovers it at the next start.

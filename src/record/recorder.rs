@@ -31,6 +31,36 @@ pub struct RecordSettings {
     pub hold_s: f64,
     pub tags: TagSettings,
     pub retention: RetentionPolicy,
+    /// The privacy filter's demands (None: off).
+    pub privacy: Option<RecordPrivacy>,
+}
+
+/// What the privacy filter asks of recordings. Private passages never reach the disk: the
+/// writer holds back at least one detection latency of audio, so a window's verdict arrives
+/// before its samples are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecordPrivacy {
+    /// Event clips: replace private passages with silence (true) or do not write a clip that
+    /// holds one (false). Continuous takes are always redacted: a take cannot be cut without
+    /// breaking its timeline.
+    pub redact: bool,
+}
+
+/// Why a clip could not be written (the run goes on; the next clip starts afresh).
+#[derive(Debug, thiserror::Error)]
+pub enum ClipError {
+    #[error("cannot start a clip in {dir}")]
+    Create {
+        dir: PathBuf,
+        #[source]
+        source: anyhow::Error,
+    },
+    #[error("cannot write the clip being recorded")]
+    Write(#[source] anyhow::Error),
+    #[error("cannot finish the clip")]
+    Finish(#[source] anyhow::Error),
+    #[error("a clip held a passage the privacy filter covers ({0:.1} s); it was not written")]
+    Private(f64),
 }
 
 /// A clip that reached its final name.
@@ -62,6 +92,11 @@ enum ToWriter {
         buf: Vec<f32>,
     },
     Close(ClipSummary),
+    /// Frames `from..to` are private (privacy filter).
+    Private {
+        from: u64,
+        to: u64,
+    },
 }
 
 /// Frames per pooled buffer.
@@ -85,7 +120,7 @@ pub struct Recorder {
     tx: Option<SyncSender<ToWriter>>,
     pool: Receiver<Vec<f32>>,
     waited: bool,
-    done: Receiver<Result<ClipWritten, String>>,
+    done: Receiver<Result<ClipWritten, ClipError>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -123,7 +158,11 @@ impl Recorder {
         }
         let (tx, rx) = mpsc::sync_channel(POOL * 2 + 16);
         let (done_tx, done_rx) = mpsc::channel();
-        let delay = ClipPlanner::commit_delay(rate, settings.hold_s, params.post_roll);
+        let mut delay = ClipPlanner::commit_delay(rate, settings.hold_s, params.post_roll);
+        if settings.privacy.is_some() {
+            // A private window's verdict must arrive before its first sample is written.
+            delay = delay.max((super::DETECTION_LATENCY_S * rate_f).ceil() as u64 + rate as u64);
+        }
         let writer = std::thread::Builder::new()
             .name("sfxtag-recorder".into())
             .spawn(move || {
@@ -265,13 +304,23 @@ impl Recorder {
         self.planner.on_window(top);
     }
 
+    /// A window (stream seconds `start_s..end_s`) the privacy filter covers: its samples are
+    /// silenced, or its clip not written (see [`RecordPrivacy`]).
+    pub fn private(&mut self, start_s: f64, end_s: f64) {
+        let frame = |s: f64| (s.max(0.0) * self.rate as f64).round() as u64;
+        let (from, to) = (frame(start_s), frame(end_s));
+        if to > from {
+            self.send(ToWriter::Private { from, to });
+        }
+    }
+
     /// Clips written since the last call (or errors writing them).
-    pub fn written(&self) -> impl Iterator<Item = Result<ClipWritten, String>> + '_ {
+    pub fn written(&self) -> impl Iterator<Item = Result<ClipWritten, ClipError>> + '_ {
         self.done.try_iter()
     }
 
     /// Ends the stream: closes the open clip and waits for the writer to finish every clip.
-    pub fn finish(&mut self) -> Vec<Result<ClipWritten, String>> {
+    pub fn finish(&mut self) -> Vec<Result<ClipWritten, ClipError>> {
         self.planner.finish(self.now, &mut self.actions);
         self.apply();
         self.tx = None;
@@ -299,13 +348,51 @@ struct OpenFile {
     pending: VecDeque<f32>,
     pending_first: u64,
     gap_frames: u64,
+    /// Frame ranges of this clip silenced as private (merged, sorted).
+    private: Vec<(u64, u64)>,
+}
+
+impl OpenFile {
+    /// Private frames silenced in this clip.
+    fn private_frames(&self) -> u64 {
+        self.private.iter().map(|(a, b)| b - a).sum()
+    }
+}
+
+/// Adds `a..b` to sorted, disjoint ranges, merging overlaps.
+fn merge_range(ranges: &mut Vec<(u64, u64)>, a: u64, b: u64) {
+    ranges.push((a, b));
+    ranges.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for &(x, y) in ranges.iter() {
+        match out.last_mut() {
+            Some(last) if x <= last.1 => last.1 = last.1.max(y),
+            _ => out.push((x, y)),
+        }
+    }
+    *ranges = out;
+}
+
+/// Silences the pending frames of `f` that the private spans cover; counts them.
+fn redact(f: &mut OpenFile, spans: &VecDeque<(u64, u64)>, ch: usize) {
+    let end = f.pending_first + (f.pending.len() / ch) as u64;
+    for &(from, to) in spans {
+        let (a, b) = (from.max(f.pending_first), to.min(end));
+        if a >= b {
+            continue;
+        }
+        let i = (a - f.pending_first) as usize * ch;
+        let j = (b - f.pending_first) as usize * ch;
+        f.pending.range_mut(i..j).for_each(|s| *s = 0.0);
+        merge_range(&mut f.private, a, b);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn writer_loop(
     rx: Receiver<ToWriter>,
     pool: SyncSender<Vec<f32>>,
-    done: Sender<Result<ClipWritten, String>>,
+    done: Sender<Result<ClipWritten, ClipError>>,
     settings: RecordSettings,
     rate: u32,
     ch: usize,
@@ -315,6 +402,9 @@ fn writer_loop(
     let mut open: Option<OpenFile> = None;
     let mut failed = false;
     let mut counter = 0u64;
+    // Recent private spans: audio of a clip opened later (pre-roll) may fall in them.
+    let mut private: VecDeque<(u64, u64)> = VecDeque::new();
+    let keep_spans = (settings.pre_roll_s + super::DETECTION_LATENCY_S + 60.0) * rate as f64;
     let commit = |f: &mut OpenFile, keep: usize| -> Result<()> {
         let frames = f.pending.len() / ch;
         if frames > keep {
@@ -360,11 +450,15 @@ fn writer_loop(
                             pending: VecDeque::with_capacity((delay + BUF_FRAMES) * ch),
                             pending_first: start_frame,
                             gap_frames: 0,
+                            private: Vec::new(),
                         })
                     }
-                    Err(e) => {
+                    Err(source) => {
                         failed = true;
-                        let _ = done.send(Err(format!("{e:#}")));
+                        let _ = done.send(Err(ClipError::Create {
+                            dir: settings.dir.clone(),
+                            source,
+                        }));
                     }
                 }
             }
@@ -385,13 +479,26 @@ fn writer_loop(
                     }
                     f.pending.extend(data.iter().copied());
                     f.next += (data.len() / ch) as u64;
+                    redact(f, &private, ch);
                     if let Err(e) = commit(f, delay) {
-                        let _ = done.send(Err(format!("{e:#}")));
+                        let _ = done.send(Err(ClipError::Write(e)));
                         open = None;
                         failed = true;
                     }
                 }
                 let _ = pool.try_send(buf);
+            }
+            ToWriter::Private { from, to } => {
+                private.push_back((from, to));
+                while private
+                    .front()
+                    .is_some_and(|&(_, t)| (t as f64) + keep_spans < to as f64)
+                {
+                    private.pop_front();
+                }
+                if let Some(f) = &mut open {
+                    redact(f, &private, ch);
+                }
             }
             ToWriter::Close(summary) => {
                 let Some(mut f) = open.take() else {
@@ -400,13 +507,22 @@ fn writer_loop(
                     }
                     continue;
                 };
+                let withhold = f.private_frames() > 0
+                    && settings.mode == super::planner::RecordMode::Events
+                    && settings.privacy.is_some_and(|p| !p.redact);
+                if withhold {
+                    let secs = f.private_frames() as f64 / rate as f64;
+                    let r = f.clip.discard().map_err(ClipError::Finish);
+                    let _ = done.send(r.and(Err(ClipError::Private(secs))));
+                    continue;
+                }
                 // Commit up to the clip's end, drop what lies after it.
                 let keep_after = f
                     .next
                     .saturating_sub(summary.end_frame.max(f.pending_first));
                 let r = commit(&mut f, keep_after as usize)
                     .and_then(|_| finish_clip(f, &summary, &settings, rate, &model));
-                let _ = done.send(r.map_err(|e| format!("{e:#}")));
+                let _ = done.send(r.map_err(ClipError::Finish));
             }
         }
     }
@@ -419,8 +535,8 @@ fn writer_loop(
             event_ids: Vec::new(),
             continued: false,
         };
-        let _ = done
-            .send(finish_clip(f, &summary, &settings, rate, &model).map_err(|e| format!("{e:#}")));
+        let _ =
+            done.send(finish_clip(f, &summary, &settings, rate, &model).map_err(ClipError::Finish));
     }
 }
 
@@ -444,6 +560,12 @@ fn finish_clip(
         &format!("SFXTAG{stamp}"),
         None,
     );
+    if f.private_frames() > 0 {
+        tagging.meta.notes += &format!(
+            " {:.2} s were silenced by the privacy filter.",
+            f.private_frames() as f64 / rate as f64
+        );
+    }
     if f.gap_frames > 0 {
         tagging.meta.notes += &format!(
             " {:.2} s of audio were dropped upstream and written as silence.",
@@ -492,5 +614,113 @@ fn salvage(settings: &RecordSettings, model: &str) {
                 part.display()
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Phase;
+    use sfxtag_core::manifest::Taxonomy;
+
+    const RATE: u32 = 8_000;
+
+    fn settings(
+        dir: &std::path::Path,
+        mode: super::super::planner::RecordMode,
+        redact: bool,
+    ) -> RecordSettings {
+        RecordSettings {
+            dir: dir.to_path_buf(),
+            format: SampleFormat::Float32,
+            pre_roll_s: 1.0,
+            post_roll_s: 0.5,
+            max_clip_s: 60.0,
+            take_s: 60.0,
+            mode,
+            label_threshold: 0.5,
+            hold_s: 1.0,
+            tags: TagSettings::default(),
+            retention: RetentionPolicy {
+                max_bytes: 0,
+                keep_per_category: 0,
+            },
+            privacy: Some(RecordPrivacy { redact }),
+        }
+    }
+
+    fn event(phase: Phase, start_s: f64, end_s: Option<f64>) -> Event {
+        Event {
+            id: 1,
+            phase,
+            label: Label::new("DOORS", Taxonomy::UcsCategory, 0.9),
+            score: 0.9,
+            peak: 0.9,
+            start_s,
+            end_s,
+        }
+    }
+
+    /// 12 s of a constant 0.5 tone, with an event over 3–8 s and a private window over 5–6 s,
+    /// each reported a detection latency after its audio (as the daemon does).
+    fn run(s: RecordSettings) -> Vec<Result<ClipWritten, ClipError>> {
+        let mut r = Recorder::start(s, RATE, 1, "m@1".into()).unwrap();
+        let chunk = vec![0.5f32; RATE as usize / 10];
+        let mut out = Vec::new();
+        for i in 0..120u64 {
+            r.audio(i * chunk.len() as u64, &chunk);
+            let now_s = (i + 1) as f64 / 10.0;
+            if (now_s - 6.5).abs() < 1e-9 {
+                r.event(&event(Phase::Start, 3.0, None));
+            }
+            if (now_s - 8.5).abs() < 1e-9 {
+                r.private(5.0, 6.0);
+            }
+            if (now_s - 10.0).abs() < 1e-9 {
+                r.event(&event(Phase::End, 3.0, Some(8.0)));
+            }
+            out.extend(r.written());
+        }
+        out.extend(r.finish());
+        out
+    }
+
+    #[test]
+    fn a_private_passage_keeps_its_clip_off_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(settings(
+            dir.path(),
+            super::super::planner::RecordMode::Events,
+            false,
+        ));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(
+            matches!(out[0], Err(ClipError::Private(s)) if (s - 1.0).abs() < 0.01),
+            "{out:?}"
+        );
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(
+            files.is_empty(),
+            "nothing on disk, not even a part file: {files:?}"
+        );
+    }
+
+    #[test]
+    fn redaction_silences_exactly_the_private_passage() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(settings(
+            dir.path(),
+            super::super::planner::RecordMode::Events,
+            true,
+        ));
+        let clip = out.into_iter().next().unwrap().unwrap();
+        let samples = sfxtag_core::audio::decode_native(&clip.path)
+            .unwrap()
+            .interleaved;
+        // The clip starts at 3 s − 1 s pre-roll = 2 s; the private passage is 5–6 s.
+        let at = |s: f64| ((s - 2.0) * RATE as f64) as usize;
+        assert!(samples[at(4.9)] == 0.5 && samples[at(6.1)] == 0.5);
+        assert!(samples[at(5.0)..at(6.0)].iter().all(|&x| x == 0.0));
+        assert_eq!(samples.iter().filter(|&&x| x == 0.0).count(), RATE as usize);
     }
 }

@@ -105,9 +105,15 @@ pub fn tag_clip(
     reference: &str,
     fx_name: Option<&str>,
 ) -> Tagging {
+    // A CatID label, else a Category label's unspecified (`…Misc`) CatID.
     let ucs_entry = labels
         .iter()
-        .find_map(|l| l.catid.as_deref().and_then(ucs::lookup));
+        .find_map(|l| l.catid.as_deref().and_then(ucs::lookup))
+        .or_else(|| {
+            labels
+                .iter()
+                .find_map(|l| l.category.as_deref().and_then(ucs::misc_of))
+        });
     let entry = ucs_entry.or_else(|| ucs::lookup(&settings.fallback_catid));
     let custom = labels.first().filter(|_| ucs_entry.is_none());
     let (first_block, category, subcategory, generated_fx) = match (custom, entry) {

@@ -5,7 +5,7 @@
 //! allocation. The error callback (not real-time) records a fatal error: a device that
 //! disappears (USB mic unplugged) ends the run with a non-zero exit so systemd restarts it.
 
-use super::{push_live, ring, InputSpec, Running, SourceInfo, SourceShared};
+use super::{push_live, ring, InputSpec, Running, SourceError, SourceInfo, SourceShared};
 use anyhow::{anyhow, bail, Context, Result};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig};
@@ -163,15 +163,15 @@ where
                 &cb_shared,
             );
         },
-        move |err| shared.fail(stream_error_message(&err)),
+        move |err| shared.fail(stream_error(err)),
         None,
     )
 }
 
 /// What a capture error means for the user. cpal's ALSA backend reports a vanished device as a
 /// backend error (poll's POLLERR, or ENODEV from the driver), not as `DeviceNotAvailable`.
-fn stream_error_message(err: &cpal::StreamError) -> String {
-    let gone = match err {
+fn stream_error(err: cpal::StreamError) -> SourceError {
+    let gone = match &err {
         cpal::StreamError::DeviceNotAvailable => true,
         cpal::StreamError::BackendSpecific { err } => {
             let d = &err.description;
@@ -179,9 +179,9 @@ fn stream_error_message(err: &cpal::StreamError) -> String {
         }
     };
     if gone {
-        format!("the audio input device disappeared (unplugged?): {err}")
+        SourceError::DeviceGone(Arc::new(err))
     } else {
-        format!("audio capture failed: {err}")
+        SourceError::Capture(Arc::new(err))
     }
 }
 
@@ -268,12 +268,16 @@ mod tests {
             backend("`alsa::poll()` returned POLLERR"),
             backend("ALSA function 'snd_pcm_avail' failed with error 'ENODEV: No such device'"),
         ] {
-            assert!(
-                stream_error_message(&e).starts_with("the audio input device disappeared"),
-                "{e}"
-            );
+            let text = e.to_string();
+            let err = stream_error(e);
+            assert!(matches!(err, SourceError::DeviceGone(_)), "{text}");
+            assert!(err
+                .to_string()
+                .starts_with("the audio input device disappeared"));
+            let cause = std::error::Error::source(&err).unwrap().to_string();
+            assert_eq!(cause, text, "the cause is kept");
         }
-        let other = stream_error_message(&backend("snd_pcm_readi failed: EIO"));
-        assert!(other.starts_with("audio capture failed: "), "{other}");
+        let other = stream_error(backend("snd_pcm_readi failed: EIO"));
+        assert!(matches!(other, SourceError::Capture(_)), "{other}");
     }
 }

@@ -17,8 +17,64 @@ use crate::stats::AudioCounters;
 use rtrb::Producer;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Why a running source stopped early. Cloneable (its causes are shared) because the source
+/// sets it on its own thread and the worker reads it on another.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    #[error("reading stdin failed")]
+    Stdin(#[source] Arc<std::io::Error>),
+    /// cpal's ALSA backend reports a vanished device as a backend error (poll's POLLERR, or
+    /// ENODEV from the driver), not as `DeviceNotAvailable`: see `capture::stream_error`.
+    #[cfg(feature = "capture")]
+    #[error("the audio input device disappeared (unplugged?)")]
+    DeviceGone(#[source] Arc<cpal::StreamError>),
+    #[cfg(feature = "capture")]
+    #[error("audio capture failed")]
+    Capture(#[source] Arc<cpal::StreamError>),
+}
+
+/// Audio-input settings, resolved from `[input]`.
+#[derive(Debug, Clone)]
+pub struct InputSettings {
+    pub spec: InputSpec,
+    /// Pace replayed files / stdin in real time (dropping when behind) rather than lossless.
+    pub realtime: bool,
+    pub stdin_format: stdin::PcmFormat,
+    pub stdin_rate: u32,
+    pub stdin_channels: usize,
+    pub capture_rate: Option<u32>,
+    pub capture_channels: Option<u16>,
+    /// Seconds of audio the ring holds.
+    pub ring_s: f64,
+}
+
+/// Opens the source `input` names and starts it.
+pub fn open(
+    input: &InputSettings,
+    shared: Arc<SourceShared>,
+) -> anyhow::Result<(SourceInfo, rtrb::Consumer<f32>, Running)> {
+    let i = input;
+    match &i.spec {
+        InputSpec::Stdin => stdin::open(
+            i.stdin_format,
+            i.stdin_rate,
+            i.stdin_channels,
+            !i.realtime,
+            i.ring_s,
+            shared,
+        ),
+        InputSpec::File(p) => file::open(p, i.realtime, i.ring_s, shared),
+        #[cfg(feature = "capture")]
+        spec => capture::open(spec, i.capture_rate, i.capture_channels, i.ring_s, shared),
+        #[cfg(not(feature = "capture"))]
+        spec => Err(anyhow::anyhow!(
+            "input {spec:?} is a capture device, but this sfxtag was built without the `capture` feature (ALSA); use a file or '-' for stdin"
+        )),
+    }
+}
 
 /// What `--input` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,19 +145,19 @@ pub struct SourceShared {
     /// Ask the source to stop (shutdown).
     pub stop: AtomicBool,
     /// A fatal source error (device unplugged, read error); set once.
-    pub error: Mutex<Option<String>>,
+    pub error: Mutex<Option<SourceError>>,
     pub counters: AudioCounters,
 }
 
 impl SourceShared {
-    pub fn fail(&self, message: String) {
+    pub fn fail(&self, error: SourceError) {
         if let Ok(mut e) = self.error.lock() {
-            e.get_or_insert(message);
+            e.get_or_insert(error);
         }
         self.eof.store(true, Ordering::Release);
     }
 
-    pub fn error(&self) -> Option<String> {
+    pub fn error(&self) -> Option<SourceError> {
         self.error.lock().ok().and_then(|e| e.clone())
     }
 

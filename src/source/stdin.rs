@@ -94,7 +94,7 @@ pub fn open(
                     Ok(n) => fill += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
-                        shared.fail(format!("reading stdin failed: {e}"));
+                        shared.fail(super::SourceError::Stdin(std::sync::Arc::new(e)));
                         return;
                     }
                 }

@@ -175,6 +175,8 @@ pub fn make_model(dir: &Path, head: Head, knn: Option<(&str, usize)>) -> PathBuf
                 Head::Unlabelled => Vec::new(),
             },
             n_classes: LABELS.len(),
+            calibration: None,
+            thresholds: Vec::new(),
         }],
         knn: knn.map(|(file, k)| KnnSpec {
             file: file.into(),

@@ -14,7 +14,7 @@ this script:
      blocking(block_size=EMB_BLOCK_LENGTH=100, hop=compute_hopSize(100, 0.5)=50,
      drop_partial_block=True), torch.Tensor(...) (float32).  aisfx asserts
      frames > 50 (compute_hopSize); for clips with <= 50 frames the spectrogram
-     is zero-padded to 100 frames and passed as one window (AISFX-NOTES.md) --
+     is zero-padded to 100 frames and passed as one window (architecture.md §3) --
      for 51..99 frames aisfx's blocking pads the same way by itself;
   3. loads the released checkpoint with aisfx's load_bestModel on CPU and runs
      model.get_embedding (512-d) and every head, logits = model.fc[idx](emb)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate the golden log-mel vectors for sfxtag's frontend (DESIGN.md §2).
+"""Generate the golden log-mel vectors for sfxtag's frontend (docs/architecture.md §3).
 
 Reference: the `aisfx` PyPI package (0.1.2), Essentia path
 (`aisfx/spectrogram/spectrogram_essentia.py`, called with the same arguments as

@@ -7,8 +7,13 @@ train/corpus/<dataset>.csv (path,native_label,ucs_catid). Run from the repositor
 Rules (applied in this order; see REVIEW.md for the counts):
   1. derive the native label: folder path + file stem without trailing numbers/variant markers
      (the same rule as sfxtag_train::corpus::native_label);
-  2. drop whole folders that hold speech, music or UI jingles whose label says nothing about the
-     sound (DROP_PREFIXES);
+  2. keep the speech folders (SPEECH_PREFIXES) as VOICES, whatever the draft says: spoken lines
+     -> VOXMale / VOXFem when the path names the speaker's sex, else VOXMisc; efforts, pain and
+     death cries -> VOXEfrt; screams -> VOXScrm; laughs -> VOXLaff (voice_catid); files there that
+     are not speech (a dog, sung or robot voice packs, alert tones) are dropped; at most
+     VOICE_CAP files per dataset, spread over the speakers (select_voices);
+     drop whole folders that hold music or UI jingles whose label says nothing about the sound
+     (DROP_PREFIXES);
   3. drop generic stems that name a game event, not a sound (GENERIC_STEMS);
   4. apply the per-native-label fixes of obvious draft mistakes (FIXES; None = drop);
   5. drop rows whose CatID is empty, unknown to UCS v8.2.1 or ARCHIVED;
@@ -37,14 +42,95 @@ def native_label(path: str) -> str:
 
 
 DROP_PREFIXES = {
-    # speech: unit acknowledgements / voice packs / announcer lines (what is said, not the sound)
-    "0ad": ["voice/", "interface/select/building/", "interface/complete/building/"],
-    "hedgewars": ["voices/"],
-    "redeclipse": ["voice/", "announcer/", "interface/"],
+    # composite UI jingles ("building" selected/completed) and interface sounds
+    "0ad": ["interface/select/building/", "interface/complete/building/"],
+    "hedgewars": [],
+    "redeclipse": ["interface/"],
     "stk": [],
     "minetest": [],
     "wesnoth": [],
 }
+
+# Speech folders: unit acknowledgements, voice packs, taunts and announcer lines. Kept as VOICES
+# (they train the speech detector that the privacy filter relies on), capped per dataset.
+SPEECH_PREFIXES = {
+    "0ad": ["voice/"],
+    "hedgewars": ["voices/"],
+    "redeclipse": ["voice/", "announcer/"],
+}
+VOICE_CAP = 150
+
+# Files in the speech folders that are not speech: dropped (prefixes, then lower-case stems).
+NOT_SPEECH_PREFIXES = [
+    "voice/global/",  # 0ad civ_dog_bark / civ_dog_move: a dog, not a voice
+    "voices/Singer/",  # hedgewars: sung lines (music)
+    "voices/Robot/",  # hedgewars: robot voice (ROBOTS, not VOICES)
+]
+NOT_SPEECH_STEMS = {
+    "pzap",  # redeclipse voice/pzap: a zap, drafted ELECSprk
+    "alert", "warning",  # redeclipse announcer: may be alert tones, not words
+    "poisoncough",  # hedgewars: a cough (HUMAN), not speech
+}
+# Stems (lower case, native label) of vocal efforts / pain / death cries, laughs and screams.
+EFFORT_STEMS = {"argh", "ooff", "ow", "ouch", "jump", "firepunch", "poisonmoan"}
+LAUGH_STEMS = {"haha", "laugh"}
+SCREAM_STEMS = {"scream"}
+FEMALE = re.compile(r"(?:^|[/_.-])(?:female|woman|women|girl)(?:[/_.-]|$)", re.I)
+MALE = re.compile(r"(?:^|[/_.-])(?:male|man|men|boy)(?:[/_.-]|$)", re.I)
+
+
+def voice_catid(path, label):
+    """The VOICES CatID of a file in a speech folder, or None when it is not speech."""
+    stem = label.rsplit("/", 1)[-1].lower()
+    if any(path.startswith(p) for p in NOT_SPEECH_PREFIXES) or stem in NOT_SPEECH_STEMS:
+        return None
+    if stem in EFFORT_STEMS:
+        return "VOXEfrt"
+    if stem in LAUGH_STEMS:
+        return "VOXLaff"
+    if stem in SCREAM_STEMS:
+        return "VOXScrm"
+    if FEMALE.search(path):
+        return "VOXFem"
+    if MALE.search(path):
+        return "VOXMale"
+    return "VOXMisc"
+
+
+def speaker(path):
+    """The speaker of a voice file: its folder, plus the sex when the file name says it."""
+    folder, _, base = path.rpartition("/")
+    sex = "female" if FEMALE.search(base) else "male" if MALE.search(base) else ""
+    return (folder, sex)
+
+
+def select_voices(rows, cap=VOICE_CAP):
+    """At most `cap` of the voice rows (path, label, cat), deterministically and spread over the
+    speakers: each speaker gets a fair share of the cap (smallest speakers first, what they
+    cannot use goes to the others), taken as every n-th of its files sorted by path, the n-th
+    steps shifted by the speaker's index so that the speakers do not all keep the same lines."""
+    if len(rows) <= cap:
+        return sorted(rows)
+    groups = collections.defaultdict(list)
+    for r in sorted(rows):
+        groups[speaker(r[0])].append(r)
+    keys = sorted(groups)
+    quota = {}
+    left = cap
+    by_size = sorted(keys, key=lambda k: (len(groups[k]), k))
+    for i, k in enumerate(by_size):
+        quota[k] = min(len(groups[k]), left // (len(by_size) - i))
+        left -= quota[k]
+    for k in keys:  # hand out what the integer division left over, in speaker order
+        if left and quota[k] < len(groups[k]):
+            quota[k] += 1
+            left -= 1
+    out = []
+    for g, k in enumerate(keys):
+        files, q = groups[k], quota[k]
+        n = len(files)
+        out.extend(files[(i * n // q + g) % n] for i in range(q))
+    return sorted(out)
 
 # Stems that name a game event (or are numbered placeholders), not what is heard.
 GENERIC_STEMS = {
@@ -105,6 +191,8 @@ FIXES = {
     ("wesnoth", "orc-small-hit"): "VOXEfrt",
     ("wesnoth", "orc-small-die"): "VOXEfrt",
     ("wesnoth", "ambient/ship"): "BOATShip",
+    # UCS files chickens under BIRDS (BIRDFowl), not farm animals
+    ("0ad", "actor/fauna/animal/chicken"): "BIRDFowl",
     ("wesnoth", "ambient/wardrums"): None,  # music-like drums
     ("wesnoth", "axe"): "WEAPAxe",
     ("wesnoth", "cave-in"): "DESTRClpse",
@@ -124,13 +212,21 @@ def load_ucs():
 def review(dataset, rows, ucs):
     counts = collections.Counter()
     kept = []
+    voices = []
     for r in rows:
         path = r["path"].strip()
         cat = r["draft_ucs_catid"].strip()
         label = native_label(path)
         stem = label.rsplit("/", 1)[-1]
+        if any(path.startswith(p) for p in SPEECH_PREFIXES.get(dataset, [])):
+            vcat = voice_catid(path, label)
+            if vcat is None:
+                counts["not speech in speech folder"] += 1
+            else:
+                voices.append((path, label, vcat))
+            continue
         if any(path.startswith(p) for p in DROP_PREFIXES.get(dataset, [])):
-            counts["speech/music/ui folder"] += 1
+            counts["music/ui folder"] += 1
             continue
         if stem.lower() in GENERIC_STEMS:
             counts["generic name"] += 1
@@ -150,6 +246,10 @@ def review(dataset, rows, ucs):
             counts["invalid/archived CatID"] += 1
             continue
         kept.append((path, label, cat))
+    chosen = select_voices(voices)
+    counts["speech over cap"] += len(voices) - len(chosen)
+    counts["VOICES"] = len(chosen)
+    kept.extend(chosen)
     by_label = collections.defaultdict(set)
     for _, label, cat in kept:
         by_label[label].add(cat)
@@ -167,6 +267,8 @@ def main():
     ucs = load_ucs()
     for fix in FIXES.values():
         assert fix is None or (fix in ucs and ucs[fix] != "ARCHIVED"), fix
+    for vox in ("VOXEfrt", "VOXLaff", "VOXScrm", "VOXFem", "VOXMale", "VOXMisc"):
+        assert ucs.get(vox) == "VOICES", vox
     report = []
     for ds in DATASETS:
         with open(os.path.join(ROOT, "data/corpus-maps", f"{ds}.csv"), newline="") as f:
@@ -181,8 +283,8 @@ def main():
         cats = {c for _, _, c in out}
         report.append((ds, len(rows), counts, len(labels), len(cats)))
     for ds, n, counts, nl, nc in report:
-        detail = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()) if k != "kept")
-        print(f"| {ds} | {n} | {counts['kept']} | {nl} | {nc} | {detail} |")
+        detail = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()) if k not in ("kept", "VOICES") and v)
+        print(f"| {ds} | {n} | {counts['kept']} | {counts['VOICES']} | {nl} | {nc} | {detail} |")
     return 0
 
 

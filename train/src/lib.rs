@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod corpus;
 pub mod experiment;
 pub mod fdr;
+pub mod heads;
 pub mod losses;
 pub mod metrics;
 pub mod model;

@@ -1,4 +1,4 @@
-//! CNN9-max (DESIGN §3): 4 blocks of [conv3×3 (pad 1, no bias) → BatchNorm → ReLU] × 2 with
+//! CNN9-max (architecture.md §4): 4 blocks of [conv3×3 (pad 1, no bias) → BatchNorm → ReLU] × 2 with
 //! 64/128/256/512 channels, 2×2 max-pool after blocks 1–3, mean over frequency, max over time →
 //! 512-d embedding; one `512 → 256 → 128 → C` MLP head per dataset.
 //!
@@ -147,7 +147,7 @@ mod tests {
             .filter(|(k, _)| k.starts_with("encoder."))
             .map(|(_, v)| v.numel() as i64)
             .sum();
-        // ≈ 4.69 M parameters in the encoder (DESIGN §3).
+        // ≈ 4.69 M parameters in the encoder (docs/architecture.md §4).
         assert!((4_680_000..4_700_000).contains(&encoder), "{encoder}");
     }
 

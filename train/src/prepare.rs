@@ -90,6 +90,10 @@ pub struct PrepareOptions {
     pub seed: u64,
     /// Show progress bars.
     pub progress: bool,
+    /// Refuse datasets a classifier cannot be trained and tested on (one class, an empty
+    /// validation or test split). Off: every dataset's mel frames are cached (the heads and
+    /// leave-one-source-out evaluation need no per-dataset split).
+    pub trainable: bool,
 }
 
 impl PrepareOptions {
@@ -100,6 +104,7 @@ impl PrepareOptions {
             require_ucs: false,
             seed: DEFAULT_SEED,
             progress: true,
+            trainable: true,
         }
     }
 }
@@ -150,7 +155,7 @@ pub fn prepare(opts: &PrepareOptions) -> Result<Vec<PrepareReport>> {
     let mut todo = Vec::new();
     for name in &names {
         let clips: Vec<&Clip> = index.dataset_clips(name).collect();
-        match check_labels(name, &clips, opts.require_ucs) {
+        match check_labels(name, &clips, opts.require_ucs, opts.trainable) {
             Ok(()) => todo.push((name.clone(), clips)),
             Err(e) => errors.push(format!("{e:#}")),
         }
@@ -173,7 +178,7 @@ pub fn prepare(opts: &PrepareOptions) -> Result<Vec<PrepareReport>> {
 
 /// Checks that a dataset can be trained on: clips exist, more than one class, and (if required)
 /// every clip has a valid, non-archived UCS CatID.
-pub fn check_labels(name: &str, clips: &[&Clip], require_ucs: bool) -> Result<()> {
+pub fn check_labels(name: &str, clips: &[&Clip], require_ucs: bool, trainable: bool) -> Result<()> {
     if clips.is_empty() {
         bail!("{name}: no clips in the corpus index");
     }
@@ -203,7 +208,7 @@ pub fn check_labels(name: &str, clips: &[&Clip], require_ucs: bool) -> Result<()
     }
     let classes: std::collections::BTreeSet<&str> =
         clips.iter().map(|c| c.native_label.as_str()).collect();
-    if classes.len() < 2 {
+    if trainable && classes.len() < 2 {
         bail!(
             "{name}: only one class ({}) — a classifier needs at least two",
             classes.iter().next().copied().unwrap_or("")
@@ -367,7 +372,7 @@ fn prepare_dataset(opts: &PrepareOptions, name: &str, clips: &[&Clip]) -> Result
         Ok(())
     };
     write_skipped(&skipped)?;
-    if classes < 2 {
+    if opts.trainable && classes < 2 {
         let _ = fs::remove_file(&tmp);
         bail!(
             "only {classes} class(es) left after skipping {} unreadable file(s) (see {}) — a classifier needs at least two",
@@ -388,7 +393,7 @@ fn prepare_dataset(opts: &PrepareOptions, name: &str, clips: &[&Clip]) -> Result
         e.split = *s;
         split_counts[*s as usize] += 1;
     }
-    if split_counts[1] == 0 || split_counts[2] == 0 {
+    if opts.trainable && (split_counts[1] == 0 || split_counts[2] == 0) {
         let _ = fs::remove_file(&tmp);
         bail!(
             "empty {} split: no native label has {MIN_SPLIT_CLIPS} or more decodable clips ({} clips in {classes} classes)",

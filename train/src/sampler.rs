@@ -1,4 +1,4 @@
-//! Batch composition (paper §4, DESIGN §6): class-balanced batches of `classes × per_class`
+//! Batch composition (paper §4, architecture.md §8): class-balanced batches of `classes × per_class`
 //! (16 × 4) for metric losses, plain shuffled batches for CE, and the cross-dataset schedules
 //! (`x-joint`: every batch from one dataset, datasets interleaved; `x-sequential`: one dataset
 //! after another). Indices only: the trainer turns them into random 2.3 s crops.

@@ -1,4 +1,4 @@
-//! The training loop of the paper (§4–5, DESIGN §6): random 2.3 s crops drawn at every batch,
+//! The training loop of the paper (§4–5, architecture.md §8): random 2.3 s crops drawn at every batch,
 //! batch 64, Adam, early stopping on validation loss (mean over datasets in cross-dataset
 //! scenarios) with the best weights kept, joint CE + metric loss, class-balanced batches for
 //! metric losses, one head per dataset, optional dataset-specific BatchNorm and focal dataset

@@ -169,10 +169,10 @@ fn fake_package(dir: &Path) -> (Package, Vec<corpus::TableRow>) {
         name: "fake-data",
         dataset: "fake",
         audio_root: "usr/share/games/fake/sounds",
-        zip: None,
         exclude: &[],
         table: "",
         licence: "CC-BY-SA-3.0",
+        group: "fake",
     };
     (p, rows)
 }
@@ -183,14 +183,9 @@ fn fake_package_fetch_and_prepare() {
     let (p, rows) = fake_package(tmp.path());
     let unpacked = tmp.path().join("fake-data");
     let copyright = fs::read_to_string(unpacked.join("usr/share/doc/fake-data/copyright")).unwrap();
-    let (info, clips, attr) = corpus::package_dataset(
-        &p,
-        &unpacked.join(p.audio_root),
-        "1.0-1",
-        &rows,
-        Some(&copyright),
-    )
-    .unwrap();
+    let pfs = corpus::PackageFs::new(&unpacked, tmp.path().join("extracted"));
+    let (info, clips, attr) =
+        corpus::package_dataset(&p, &pfs, "1.0-1", &rows, Some(&copyright)).unwrap();
     assert_eq!(info.missing, vec!["gone.wav".to_string()]);
     assert_eq!(info.unlabelled, 1);
     assert_eq!(clips.len(), 18);
@@ -271,7 +266,7 @@ fn fake_package_fetch_and_prepare() {
 
 #[test]
 fn from_dir_fetch_writes_index_and_attribution() {
-    // A fake unpacked minetest-data laid out as DESIGN §7 says, holding two of the table's files.
+    // A fake unpacked minetest-data laid out like the package, holding two of the table's files.
     let tmp = tempfile::tempdir().unwrap();
     let pkg = corpus::package("minetest").unwrap();
     let table = corpus::parse_table(pkg.table, "minetest").unwrap();
@@ -358,6 +353,7 @@ fn clip(ds: &str, rel: &str, label: &str, cat: Option<&str>) -> corpus::Clip {
         native_label: label.into(),
         ucs_catid: cat.map(str::to_string),
         licence: "x".into(),
+        md5: String::new(),
     }
 }
 
@@ -366,19 +362,19 @@ fn label_errors() {
     let one: Vec<_> = (0..5)
         .map(|i| clip("d", &format!("a{i}.wav"), "a", Some("DOORWood")))
         .collect();
-    let e = prepare::check_labels("d", &one.iter().collect::<Vec<_>>(), false).unwrap_err();
+    let e = prepare::check_labels("d", &one.iter().collect::<Vec<_>>(), false, true).unwrap_err();
     assert!(format!("{e:#}").contains("only one class"), "{e:#}");
     let mixed = [
         clip("d", "a.wav", "a", Some("DOORWood")),
         clip("d", "b.wav", "b", None),
     ];
-    prepare::check_labels("d", &mixed.iter().collect::<Vec<_>>(), false).unwrap();
-    let e = prepare::check_labels("d", &mixed.iter().collect::<Vec<_>>(), true).unwrap_err();
+    prepare::check_labels("d", &mixed.iter().collect::<Vec<_>>(), false, true).unwrap();
+    let e = prepare::check_labels("d", &mixed.iter().collect::<Vec<_>>(), true, true).unwrap_err();
     assert!(
         format!("{e:#}").contains("UCS labels are required") && format!("{e:#}").contains("b.wav"),
         "{e:#}"
     );
-    assert!(prepare::check_labels("d", &[], false).is_err());
+    assert!(prepare::check_labels("d", &[], false, true).is_err());
 }
 
 #[test]
@@ -405,6 +401,7 @@ fn one_class_dataset_and_empty_split_fail_prepare() {
             ucs_labels: false,
             missing: vec![],
             unlabelled: 0,
+            group: String::new(),
         });
     }
     index.save(&cache).unwrap();
@@ -478,4 +475,93 @@ fn split_is_stratified_proportional_and_deterministic() {
         (tot[0] as f64 / n - 0.8).abs() < 0.03 && (tot[1] as f64 / n - 0.1).abs() < 0.02,
         "{tot:?}"
     );
+}
+
+/// A chirp with bursts: enough time–frequency detail to tell recordings apart.
+fn write_sound(path: &Path, seed: u32, gain: f32, rate: u32, pad_s: f32, secs: f32) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    let pad = (pad_s * rate as f32) as usize;
+    for _ in 0..pad {
+        w.write_sample(0i16).unwrap();
+    }
+    let n = (secs * rate as f32) as usize;
+    let mut x = seed.wrapping_mul(2_654_435_761);
+    for i in 0..n {
+        let t = i as f32 / rate as f32;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let noise = (x as f32 / u32::MAX as f32 - 0.5) * 0.3;
+        let f = 200.0 + 150.0 * seed as f32 + 900.0 * t;
+        let burst = if ((t * (3.0 + seed as f32)) as u32) % 2 == 0 {
+            1.0
+        } else {
+            0.2
+        };
+        let v = ((t * f * std::f32::consts::TAU).sin() * 0.6 + noise) * burst * gain;
+        w.write_sample((v * 20_000.0) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+#[test]
+fn dedup_finds_a_planted_duplicate_across_sources_and_of_a_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    // Source a: three different sounds. Source b: one of them again, quieter, at another
+    // sample rate and with silence in front; one new sound; and a copy of the reference.
+    write_sound(&a.join("one.wav"), 1, 1.0, 22_050, 0.0, 2.0);
+    write_sound(&a.join("two.wav"), 2, 1.0, 22_050, 0.0, 2.0);
+    write_sound(&a.join("three.wav"), 3, 1.0, 22_050, 0.0, 2.5);
+    write_sound(&b.join("one_again.wav"), 1, 0.5, 32_000, 0.3, 2.0);
+    write_sound(&b.join("four.wav"), 4, 1.0, 22_050, 0.0, 2.0);
+    let reference = tmp.path().join("fixture.wav");
+    write_sound(&reference, 5, 1.0, 44_100, 0.0, 2.0);
+    write_sound(&b.join("fixture_copy.wav"), 5, 0.8, 22_050, 0.0, 2.0);
+    let csv = |dir: &Path, rows: &[&str]| {
+        let p = dir.join("list.csv");
+        fs::write(&p, format!("path,label\n{}\n", rows.join("\n"))).unwrap();
+        p
+    };
+    let la = csv(&a, &["one.wav,x", "two.wav,y", "three.wav,x"]);
+    let lb = csv(&b, &["one_again.wav,x", "four.wav,y", "fixture_copy.wav,y"]);
+    let cache = tmp.path().join("cache");
+    corpus::fetch(&FetchOptions {
+        cache: cache.clone(),
+        csvs: vec![("a".into(), la), ("b".into(), lb)],
+        ..Default::default()
+    })
+    .unwrap();
+    let mut opts = PrepareOptions::new(&cache);
+    opts.progress = false;
+    opts.trainable = false;
+    prepare::prepare(&opts).unwrap();
+    let (dups, n) = corpus::dedup::dedup_corpus(&cache, &[reference]).unwrap();
+    assert_eq!(n, 6);
+    let found: BTreeSet<(String, String)> = dups
+        .iter()
+        .map(|d| (d.rel_path.clone(), d.kept_rel_path.clone()))
+        .collect();
+    assert!(
+        found.contains(&("one_again.wav".into(), "one.wav".into())),
+        "{dups:?}"
+    );
+    assert!(
+        dups.iter()
+            .any(|d| d.rel_path == "fixture_copy.wav" && d.kept_dataset == "reference"),
+        "{dups:?}"
+    );
+    assert_eq!(dups.len(), 2, "only the planted ones: {dups:?}");
+    // Everything built on the corpus leaves them out.
+    let ex = corpus::dedup::excluded(&cache).unwrap();
+    assert!(ex.contains(&("b".to_string(), "one_again.wav".to_string())));
+    assert!(!ex.contains(&("a".to_string(), "one.wav".to_string())));
 }

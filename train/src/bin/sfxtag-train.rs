@@ -40,6 +40,116 @@ Examples:
 Writes OUT/results.{json,md,svg}, OUT/model.safetensors (all weights) and OUT/export.safetensors
 (the form `sfxtag-export --weights` reads). On a CUDA machine the GPU is used automatically.")]
     Train(TrainArgs),
+    /// Run the frozen encoder over every window of the prepared corpus (duplicates left out)
+    /// and cache the embeddings; --noisy mixes each clip with another source's ambience first.
+    #[command(after_help = "\
+Examples:
+  sfxtag-train embed --cache .cache/corpus --model models/aisfx-cnn9
+  sfxtag-train embed --cache .cache/corpus --model models/aisfx-cnn9 --noisy --snr 10
+A re-run only computes datasets whose clips, encoder or settings changed.")]
+    Embed(EmbedArgs),
+    /// Leave-one-source-out evaluation of UCS Category heads on cached embeddings — kNN over
+    /// the shipped references, kNN over the corpus, MLP heads (clean, noise-augmented, with
+    /// the aiSFX heads' posteriors), an ensemble — and, with --export, the winning heads
+    /// trained on everything and written into a model directory.
+    #[command(after_help = "\
+Examples:
+  sfxtag-train heads --cache .cache/corpus --model models/aisfx-cnn9 --out runs/heads
+  sfxtag-train heads --cache .cache/corpus --model models/aisfx-cnn9 --out runs/heads \\
+      --export models/default --aisfx-checkpoint .cache/aisfx/checkpoint.pth --calib data/fixtures
+Needs `embed` and `embed --noisy` first. Writes OUT/loso.md and OUT/loso.json.")]
+    Heads(HeadsArgs),
+}
+
+#[derive(Args)]
+struct EmbedArgs {
+    /// Cache folder holding the prepared corpus.
+    #[arg(long)]
+    cache: PathBuf,
+    /// Model directory whose encoder runs (its fp32 twin when it has one).
+    #[arg(long, default_value = "models/aisfx-cnn9")]
+    model: PathBuf,
+    /// Mix every clip with an ambience of another source group first.
+    #[arg(long)]
+    noisy: bool,
+    /// Signal-to-noise ratio of the mix, dB.
+    #[arg(long, default_value_t = 10.0)]
+    snr: f32,
+    /// Seed choosing each clip's ambience and its offset.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Most windows per clip (evenly spaced).
+    #[arg(long, default_value_t = sfxtag_train::heads::embed::DEFAULT_MAX_WINDOWS)]
+    max_windows: usize,
+    /// Encoder threads (default: the CPU count).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct HeadsArgs {
+    /// Cache folder holding the corpus and its embeddings.
+    #[arg(long)]
+    cache: PathBuf,
+    /// The model that made the embeddings (z-score statistics; its refs are baseline (a)).
+    #[arg(long, default_value = "models/aisfx-cnn9")]
+    model: PathBuf,
+    /// Output folder for loso.md / loso.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// SNR and seed of the noisy embeddings to test on (as given to `embed --noisy`).
+    #[arg(long, default_value_t = 10.0)]
+    snr: f32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// MLP training steps per head.
+    #[arg(long, default_value_t = 1500)]
+    steps: usize,
+    /// A source group is a fold when it has this many labelled clips.
+    #[arg(long, default_value_t = 15)]
+    min_test_clips: usize,
+    /// Precision a confident label must reach on held-out sources (per-class thresholds).
+    #[arg(long, default_value_t = 0.8)]
+    precision: f32,
+    /// Evaluate only these methods (comma-separated: shipped-knn, corpus-knn, mlp, mlp-noise,
+    /// mlp-noise-aisfx, ensemble), for quick experiments.
+    #[arg(long, value_delimiter = ',')]
+    methods: Vec<String>,
+    /// MLP class sampling: classes drawn ∝ clips^POWER (0: class-balanced).
+    #[arg(long, default_value_t = 0.0)]
+    class_power: f64,
+    /// Also score every method (trained on the whole corpus) on this folder of labelled audio
+    /// (`labels.csv`: file,ucs_catid,…).
+    #[arg(long, value_name = "DIR")]
+    fixtures: Option<PathBuf>,
+    /// Evaluate only the first N folds (quick experiments; 0: only --fixtures).
+    #[arg(long, value_name = "N")]
+    max_folds: Option<usize>,
+    /// Train the winning heads on every source and write this model directory.
+    #[arg(long, value_name = "DIR")]
+    export: Option<PathBuf>,
+    /// The released aiSFX checkpoint (the encoder of the exported model).
+    #[arg(long, default_value = ".cache/aisfx/checkpoint.pth")]
+    aisfx_checkpoint: PathBuf,
+    /// Calibration audio of the int8 encoder (as `sfxtag-export --calib`).
+    #[arg(long, default_value = "data/fixtures")]
+    calib: Vec<PathBuf>,
+    /// Version of the exported model.
+    #[arg(long, default_value = "1.0.0")]
+    version: String,
+    /// Replace an existing --export directory.
+    #[arg(long)]
+    force: bool,
+    /// With --export: use the evaluation already in OUT/loso.json (same corpus and
+    /// embeddings) instead of evaluating again.
+    #[arg(long)]
+    reuse_eval: bool,
+    /// No progress output.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -99,9 +209,41 @@ fn load_cuda_backend() {
 
 #[derive(Subcommand)]
 enum CorpusCommand {
-    /// Download and unpack the packages, check the reviewed tables against them, and write
-    /// DIR/corpus.json and DIR/ATTRIBUTION.
+    /// Download and unpack the packages, read their archives, check the reviewed tables against
+    /// them, and write DIR/corpus.json and DIR/ATTRIBUTION.
     Fetch(FetchArgs),
+    /// Find the recordings that several sources share (identical bytes, or the same decoded
+    /// audio) and write DIR/duplicates.csv; everything built on the corpus leaves them out.
+    /// Run after `prepare --any-dataset`.
+    #[command(after_help = "\
+Example:
+  sfxtag-train corpus dedup --cache .cache/corpus --reference data/fixtures
+A clip that is the same recording as a --reference file is left out too (so tests on the
+fixtures are not tests on training data).")]
+    Dedup(DedupArgs),
+    /// Distinct clips, sources and hours per UCS Category (duplicates left out), and which
+    /// Categories are classes of the heads.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct DedupArgs {
+    /// Cache folder holding the prepared corpus.
+    #[arg(long)]
+    cache: PathBuf,
+    /// Audio files or folders that corpus clips must not duplicate (repeatable).
+    #[arg(long, value_name = "PATH")]
+    reference: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Cache folder holding the prepared corpus.
+    #[arg(long)]
+    cache: PathBuf,
+    /// Also write the report to this Markdown file.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -141,9 +283,29 @@ struct PrepareArgs {
     /// Seed of the stratified split.
     #[arg(long, default_value_t = prepare::DEFAULT_SEED)]
     seed: u64,
+    /// Also cache datasets that cannot be split for training (one class, too few clips per
+    /// label): the heads and leave-one-source-out evaluation use every dataset.
+    #[arg(long)]
+    any_dataset: bool,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+}
+
+/// Audio files among `paths` (folders searched recursively), sorted.
+fn audio_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            out.extend(corpus::walk_audio(p)?.into_iter().map(|r| p.join(r)));
+        } else if p.is_file() {
+            out.push(p.clone());
+        } else {
+            anyhow::bail!("{}: no such file or folder", p.display());
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn main() -> Result<()> {
@@ -189,6 +351,39 @@ fn main() -> Result<()> {
                 t0.elapsed().as_secs_f64()
             );
         }
+        Command::Corpus {
+            command: CorpusCommand::Dedup(a),
+        } => {
+            let refs = audio_files(&a.reference)?;
+            let (dups, n) = corpus::dedup::dedup_corpus(&a.cache, &refs)?;
+            let by = |m: &str| dups.iter().filter(|d| d.method == m).count();
+            println!(
+                "{n} clips compared ({} references): {} duplicates ({} identical files, {} the same audio), {} of them of a reference",
+                refs.len(),
+                dups.len(),
+                by("md5"),
+                by("audio"),
+                dups.iter().filter(|d| d.kept_dataset == "reference").count()
+            );
+            println!(
+                "wrote {} ({:.1} s)",
+                a.cache.join(corpus::dedup::DUPLICATES_FILE).display(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        Command::Corpus {
+            command: CorpusCommand::Report(a),
+        } => {
+            let index = corpus::CorpusIndex::load(&a.cache)?;
+            let excluded = corpus::dedup::excluded(&a.cache)?;
+            let report = corpus::report::build(&a.cache, &index, &excluded)?;
+            let md = report.markdown();
+            print!("{md}");
+            if let Some(out) = &a.out {
+                std::fs::write(out, &md)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+            }
+        }
         Command::Prepare(a) => {
             let opts = prepare::PrepareOptions {
                 cache: a.cache,
@@ -196,6 +391,7 @@ fn main() -> Result<()> {
                 require_ucs: a.require_ucs,
                 seed: a.seed,
                 progress: !a.quiet,
+                trainable: !a.any_dataset,
             };
             let reports = prepare::prepare(&opts)?;
             println!(
@@ -228,6 +424,104 @@ fn main() -> Result<()> {
                 );
             }
             println!("done in {:.1} s", t0.elapsed().as_secs_f64());
+        }
+        Command::Embed(a) => {
+            let variant = if a.noisy {
+                sfxtag_train::heads::embed::Variant::Noisy {
+                    snr_db: a.snr,
+                    seed: a.seed,
+                }
+            } else {
+                sfxtag_train::heads::embed::Variant::Clean
+            };
+            let opts = sfxtag_train::heads::embed::EmbedOptions {
+                cache: a.cache.clone(),
+                model: a.model,
+                variant,
+                max_windows: a.max_windows,
+                threads: a
+                    .threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                progress: !a.quiet,
+            };
+            sfxtag_train::heads::embed::embed(&opts)?;
+            println!(
+                "{} embeddings in {} ({:.1} s)",
+                variant.name(),
+                a.cache.join("embeddings").join(variant.name()).display(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        Command::Heads(a) => {
+            // The heads are small: one thread per matrix product beats spreading each product
+            // over cores (measured: see docs/results.md).
+            tch::set_num_threads(1);
+            let command: Vec<String> = std::env::args().collect();
+            let command = command.join(" ");
+            let mut opts = sfxtag_train::heads::eval::EvalOptions::new(&a.cache, &a.model);
+            opts.noisy = sfxtag_train::heads::embed::Variant::Noisy {
+                snr_db: a.snr,
+                seed: a.seed,
+            };
+            opts.mlp.steps = a.steps;
+            opts.min_test_clips = a.min_test_clips;
+            opts.precision = a.precision;
+            opts.mlp.class_power = a.class_power;
+            opts.fixtures = a.fixtures.clone();
+            opts.max_folds = a.max_folds;
+            if !a.methods.is_empty() {
+                opts.methods = a
+                    .methods
+                    .iter()
+                    .map(|m| {
+                        sfxtag_train::heads::eval::Method::ALL
+                            .into_iter()
+                            .find(|x| x.key() == m)
+                            .ok_or_else(|| anyhow::anyhow!("--methods: unknown method '{m}'"))
+                    })
+                    .collect::<Result<_>>()?;
+            }
+            opts.progress = !a.quiet;
+            let quiet = a.quiet;
+            let (json, md) = sfxtag_train::heads::eval::report_paths(&a.out);
+            let (report, setup) = if a.reuse_eval {
+                let report: sfxtag_train::heads::eval::EvalReport =
+                    serde_json::from_slice(&std::fs::read(&json).map_err(|e| {
+                        anyhow::anyhow!("--reuse-eval: cannot read {}: {e}", json.display())
+                    })?)?;
+                (report, sfxtag_train::heads::eval::Setup::load(&opts)?)
+            } else {
+                let (report, setup, _) = sfxtag_train::heads::eval::run(&opts, |l| {
+                    if !quiet {
+                        eprintln!("{l}");
+                    }
+                })?;
+                std::fs::create_dir_all(&a.out)?;
+                std::fs::write(&json, serde_json::to_vec_pretty(&report)?)?;
+                let text = report.markdown(&command);
+                std::fs::write(&md, &text)?;
+                print!("{text}");
+                (report, setup)
+            };
+            if let Some(dir) = &a.export {
+                let fit = sfxtag_train::heads::fit::FitOptions {
+                    out: dir.clone(),
+                    aisfx_checkpoint: a.aisfx_checkpoint.clone(),
+                    calib: audio_files(&a.calib)?,
+                    version: a.version.clone(),
+                    overwrite: a.force,
+                    mlp: opts.mlp.clone(),
+                    command: command.clone(),
+                    cache: a.cache.clone(),
+                };
+                let summary = sfxtag_train::heads::fit::fit(&fit, &setup, &report)?;
+                print!("{summary}");
+            }
+            println!(
+                "wrote {} ({:.1} s)",
+                md.display(),
+                t0.elapsed().as_secs_f64()
+            );
         }
         Command::Train(a) => {
             load_cuda_backend();

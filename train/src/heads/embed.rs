@@ -1,0 +1,646 @@
+//! Frozen-encoder embeddings of every corpus window, computed once and cached: the input of the
+//! heads and of the leave-one-source-out evaluation.
+//!
+//! Windows are the daemon's (100 frames, 50 % overlap, a short clip zero-padded to one window),
+//! at most `max_windows` per clip (evenly spaced, so a long ambience does not outweigh a hundred
+//! short effects). Each window row holds the encoder's raw 512-d embedding and, beside it, the
+//! logits of the model's other heads (the released aiSFX heads: features for idea (e)).
+//!
+//! Variants: `clean` reads the prepared mel cache; `noisy` decodes each clip again, mixes it with
+//! an ambience from another source group at a fixed SNR, and computes fresh mel frames (field
+//! recordings are not clean). Per dataset, under `<cache>/embeddings/<variant>/`:
+//! `<dataset>.f32` (rows × (dim + aux) little-endian f32) and `<dataset>.json` ([`StoreIndex`]).
+//! A re-run recomputes only datasets whose prepared clips, encoder or settings changed.
+
+use crate::corpus::{self, CorpusIndex};
+use crate::prepare::{self, PreparedIndex};
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use sfxtag_core::audio::decode_mono_44k;
+use sfxtag_core::frontend::{mel_spectrogram, model_windows, MelFrame};
+use sfxtag_core::manifest::{Manifest, MANIFEST_FILE};
+use sfxtag_export::TractModel;
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Bump when the store layout or the window choice changes.
+pub const STORE_VERSION: u32 = 1;
+/// Default cap of windows per clip.
+pub const DEFAULT_MAX_WINDOWS: usize = 16;
+/// Ambiences shorter than this are not used as background.
+const MIN_AMBIENCE_S: f64 = 3.0;
+
+/// Which audio the embeddings are of.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Variant {
+    Clean,
+    /// Mixed with an ambience of another source group at `snr_db`.
+    Noisy {
+        snr_db: f32,
+        seed: u64,
+    },
+}
+
+impl Variant {
+    /// Folder name under `<cache>/embeddings/`.
+    pub fn name(&self) -> String {
+        match self {
+            Variant::Clean => "clean".into(),
+            Variant::Noisy { snr_db, seed } => format!("noisy-snr{snr_db}-seed{seed}"),
+        }
+    }
+}
+
+/// One clip's windows in a store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClipEntry {
+    pub dataset: String,
+    pub rel_path: String,
+    pub native_label: String,
+    pub ucs_catid: Option<String>,
+    /// Row of the first window in the dataset's file.
+    pub first: usize,
+    pub windows: usize,
+    /// The source group of the ambience mixed in (noisy variant).
+    #[serde(default)]
+    pub noise_group: Option<String>,
+}
+
+/// `<dataset>.json` of a store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoreIndex {
+    pub version: u32,
+    pub dataset: String,
+    pub variant: String,
+    /// sha256 of the encoder file that made the rows.
+    pub encoder_sha256: String,
+    pub dim: usize,
+    /// Logits of the model's other heads, in this order, after the embedding.
+    pub aux: Vec<(String, usize)>,
+    pub max_windows: usize,
+    /// What the rows were made from: a hash of the prepared clips (paths, sizes, mtimes) and
+    /// the duplicate list.
+    pub input_key: String,
+    pub clips: Vec<ClipEntry>,
+    /// Clips that produced no window (unreadable in the noisy pass), with the reason.
+    #[serde(default)]
+    pub skipped: Vec<(String, String)>,
+}
+
+/// What `embed` does.
+#[derive(Debug, Clone)]
+pub struct EmbedOptions {
+    pub cache: PathBuf,
+    /// Model directory (its fp32 encoder is used when it has one).
+    pub model: PathBuf,
+    pub variant: Variant,
+    pub max_windows: usize,
+    pub threads: usize,
+    pub progress: bool,
+}
+
+/// The encoder of a model directory, as the trainer runs it.
+pub struct EncoderSpec {
+    pub onnx: Vec<u8>,
+    pub sha256: String,
+    pub embedding_output: String,
+    pub dim: usize,
+    pub aux: Vec<(String, usize)>,
+    pub manifest: Manifest,
+}
+
+impl EncoderSpec {
+    pub fn load(model: &Path) -> Result<Self> {
+        let manifest = Manifest::load(model).with_context(|| {
+            format!(
+                "{} is not a usable model directory (no valid {MANIFEST_FILE})",
+                model.display()
+            )
+        })?;
+        let file = manifest
+            .encoder
+            .fp32_file
+            .clone()
+            .unwrap_or_else(|| manifest.encoder.file.clone());
+        let onnx = fs::read(model.join(&file))
+            .with_context(|| format!("cannot read {}", model.join(&file).display()))?;
+        let sha256 = sfxtag_core::manifest::sha256_hex(&onnx);
+        let aux = manifest
+            .heads
+            .iter()
+            .map(|h| (h.output.clone(), h.n_classes))
+            .collect();
+        Ok(Self {
+            sha256,
+            embedding_output: manifest.encoder.embedding_output.clone(),
+            dim: manifest.encoder.embedding_dim,
+            aux,
+            onnx,
+            manifest,
+        })
+    }
+
+    /// A runner for this encoder (one per thread: tract plans run single-threaded).
+    fn runner(&self) -> Result<Runner> {
+        let model = TractModel::from_bytes(&self.onnx).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let emb = model
+            .output_index(&self.embedding_output)
+            .with_context(|| format!("the encoder has no output {}", self.embedding_output))?;
+        let aux = self
+            .aux
+            .iter()
+            .map(|(o, _)| {
+                model
+                    .output_index(o)
+                    .with_context(|| format!("the encoder has no output {o}"))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Runner { model, emb, aux })
+    }
+}
+
+struct Runner {
+    model: TractModel,
+    emb: usize,
+    aux: Vec<usize>,
+}
+
+impl Runner {
+    /// Appends one row per window: embedding, then the aux logits.
+    fn rows(&self, mel: &[MelFrame], max_windows: usize, out: &mut Vec<f32>) -> Result<usize> {
+        let windows = model_windows(mel);
+        let pick = pick_windows(windows.len(), max_windows);
+        for &w in &pick {
+            let outs = self
+                .model
+                .run(&windows[w])
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            out.extend_from_slice(&outs[self.emb]);
+            for &a in &self.aux {
+                out.extend_from_slice(&outs[a]);
+            }
+        }
+        Ok(pick.len())
+    }
+}
+
+/// At most `max` of `n` window indices, evenly spaced, first and last included.
+pub fn pick_windows(n: usize, max: usize) -> Vec<usize> {
+    if n <= max {
+        return (0..n).collect();
+    }
+    if max == 1 {
+        return vec![n / 2];
+    }
+    (0..max).map(|i| i * (n - 1) / (max - 1)).collect()
+}
+
+fn store_dir(cache: &Path, variant: &Variant) -> PathBuf {
+    cache.join("embeddings").join(variant.name())
+}
+
+/// A stable key of what a dataset's rows are made from.
+fn input_key(idx: &PreparedIndex, excluded: &HashSet<(String, String)>, extra: &str) -> String {
+    let mut s = String::new();
+    for c in &idx.clips {
+        let dup = excluded.contains(&(idx.dataset.clone(), c.rel_path.clone()));
+        s.push_str(&format!(
+            "{}|{}|{}|{dup}|{}|{:?}\n",
+            c.rel_path, c.size, c.mtime_ns, c.native_label, c.ucs_catid
+        ));
+    }
+    s.push_str(extra);
+    sfxtag_core::manifest::sha256_hex(s.as_bytes())
+}
+
+/// The ambience pool of the noisy variant: `(group, path)` of AMBIENCE clips long enough to lie
+/// under another clip.
+fn ambience_pool(
+    index: &CorpusIndex,
+    cache: &Path,
+    excluded: &HashSet<(String, String)>,
+) -> Result<Vec<(String, PathBuf)>> {
+    let mut pool = Vec::new();
+    for d in &index.datasets {
+        let p = prepare::dataset_dir(cache, &d.name).join("index.json");
+        let Ok(bytes) = fs::read(&p) else { continue };
+        let idx: PreparedIndex = serde_json::from_slice(&bytes)?;
+        for c in &idx.clips {
+            let amb = c
+                .ucs_catid
+                .as_deref()
+                .and_then(sfxtag_core::ucs::lookup)
+                .is_some_and(|e| e.category == "AMBIENCE");
+            if amb
+                && c.duration_s >= MIN_AMBIENCE_S
+                && !excluded.contains(&(d.name.clone(), c.rel_path.clone()))
+            {
+                pool.push((d.group().to_string(), c.path.clone()));
+            }
+        }
+    }
+    if pool.is_empty() {
+        bail!("the noisy variant needs AMBIENCE clips of at least {MIN_AMBIENCE_S} s in the corpus; there are none");
+    }
+    Ok(pool)
+}
+
+/// A deterministic 64-bit hash (FNV-1a) for choosing backgrounds and offsets.
+fn fnv(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in *p {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+/// Mixes `noise` (looped, from `offset`) under `signal` so that the signal-to-noise ratio over
+/// the clip is `snr_db`. A silent signal or noise is left as it is.
+pub fn mix_at_snr(signal: &[f32], noise: &[f32], offset: usize, snr_db: f32) -> Vec<f32> {
+    let rms = |x: &mut dyn Iterator<Item = f32>| {
+        let (s, n) = x.fold((0f64, 0usize), |(s, n), v| {
+            (s + (v as f64) * (v as f64), n + 1)
+        });
+        if n == 0 {
+            0.0
+        } else {
+            (s / n as f64).sqrt()
+        }
+    };
+    if noise.is_empty() {
+        return signal.to_vec();
+    }
+    let at = |i: usize| noise[(offset + i) % noise.len()];
+    let s_rms = rms(&mut signal.iter().copied());
+    let n_rms = rms(&mut (0..signal.len()).map(at));
+    if s_rms <= 0.0 || n_rms <= 0.0 {
+        return signal.to_vec();
+    }
+    let gain = (s_rms / n_rms / 10f64.powf(snr_db as f64 / 20.0)) as f32;
+    signal
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| s + gain * at(i))
+        .collect()
+}
+
+/// Computes (or reuses) the embeddings of every dataset of the prepared corpus.
+pub fn embed(opts: &EmbedOptions) -> Result<()> {
+    let enc = EncoderSpec::load(&opts.model)?;
+    let index = CorpusIndex::load(&opts.cache)?;
+    let excluded = corpus::dedup::excluded(&opts.cache)?;
+    let dir = store_dir(&opts.cache, &opts.variant);
+    fs::create_dir_all(&dir)?;
+    let pool = match opts.variant {
+        Variant::Clean => Vec::new(),
+        Variant::Noisy { .. } => ambience_pool(&index, &opts.cache, &excluded)?,
+    };
+    let group_of: HashMap<&str, &str> = index
+        .datasets
+        .iter()
+        .map(|d| (d.name.as_str(), d.group()))
+        .collect();
+    for d in &index.datasets {
+        let pidx_path = prepare::dataset_dir(&opts.cache, &d.name).join("index.json");
+        let pidx: PreparedIndex =
+            serde_json::from_slice(&fs::read(&pidx_path).with_context(|| {
+                format!(
+                    "{} is not prepared (run `sfxtag-train prepare --any-dataset --cache {}`)",
+                    d.name,
+                    opts.cache.display()
+                )
+            })?)?;
+        let key = input_key(
+            &pidx,
+            &excluded,
+            &format!("{}|{}", opts.max_windows, opts.variant.name()),
+        );
+        let json = dir.join(format!("{}.json", d.name));
+        if let Ok(old) = fs::read(&json).map(|b| serde_json::from_slice::<StoreIndex>(&b)) {
+            if let Ok(old) = old {
+                if old.version == STORE_VERSION
+                    && old.input_key == key
+                    && old.encoder_sha256 == enc.sha256
+                    && dir.join(format!("{}.f32", d.name)).exists()
+                {
+                    continue;
+                }
+            }
+        }
+        let todo: Vec<&prepare::PreparedEntry> = pidx
+            .clips
+            .iter()
+            .filter(|c| !excluded.contains(&(d.name.clone(), c.rel_path.clone())))
+            .collect();
+        let mels = match opts.variant {
+            Variant::Clean => Some(prepare::load_prepared(&opts.cache, &d.name)?),
+            Variant::Noisy { .. } => None,
+        };
+        let mel_of: HashMap<&str, &Vec<MelFrame>> = mels
+            .as_ref()
+            .map(|m| {
+                m.clips
+                    .iter()
+                    .map(|c| (c.rel_path.as_str(), &c.mel))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let group = group_of.get(d.name.as_str()).copied().unwrap_or(&d.name);
+        let pb = progress_bar(opts.progress, todo.len(), &d.name);
+        let results: Mutex<Vec<Option<Result<(Vec<f32>, usize, Option<String>)>>>> =
+            Mutex::new((0..todo.len()).map(|_| None).collect());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| -> Result<()> {
+            let mut handles = Vec::new();
+            for _ in 0..opts.threads.max(1) {
+                handles.push(s.spawn(|| -> Result<()> {
+                    let runner = enc.runner()?;
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(c) = todo.get(i) else { break };
+                        let r = (|| -> Result<(Vec<f32>, usize, Option<String>)> {
+                            let mut rows = Vec::new();
+                            let (n, noise) = match opts.variant {
+                                Variant::Clean => {
+                                    let mel =
+                                        mel_of.get(c.rel_path.as_str()).with_context(|| {
+                                            format!("{} missing from the mel cache", c.rel_path)
+                                        })?;
+                                    (runner.rows(mel, opts.max_windows, &mut rows)?, None)
+                                }
+                                Variant::Noisy { snr_db, seed } => {
+                                    let (mel, ng) = noisy_mel(c, group, &pool, snr_db, seed)?;
+                                    (runner.rows(&mel, opts.max_windows, &mut rows)?, Some(ng))
+                                }
+                            };
+                            Ok((rows, n, noise))
+                        })();
+                        results.lock().expect("no panics while held")[i] = Some(r);
+                        pb.inc(1);
+                    }
+                    Ok(())
+                }));
+            }
+            for h in handles {
+                h.join().expect("embedding thread panicked")?;
+            }
+            Ok(())
+        })?;
+        pb.finish_and_clear();
+        let mut clips = Vec::new();
+        let mut skipped = Vec::new();
+        let tmp = dir.join(format!("{}.f32.tmp", d.name));
+        let mut w = std::io::BufWriter::new(fs::File::create(&tmp)?);
+        let mut row = 0usize;
+        for (c, r) in todo
+            .iter()
+            .zip(results.into_inner().expect("threads joined"))
+        {
+            match r.expect("every clip processed") {
+                Ok((rows, n, noise_group)) => {
+                    for v in &rows {
+                        w.write_all(&v.to_le_bytes())?;
+                    }
+                    clips.push(ClipEntry {
+                        dataset: d.name.clone(),
+                        rel_path: c.rel_path.clone(),
+                        native_label: c.native_label.clone(),
+                        ucs_catid: c.ucs_catid.clone(),
+                        first: row,
+                        windows: n,
+                        noise_group,
+                    });
+                    row += n;
+                }
+                Err(e) => skipped.push((c.rel_path.clone(), format!("{e:#}"))),
+            }
+        }
+        w.flush()?;
+        drop(w);
+        fs::rename(&tmp, dir.join(format!("{}.f32", d.name)))?;
+        let idx = StoreIndex {
+            version: STORE_VERSION,
+            dataset: d.name.clone(),
+            variant: opts.variant.name(),
+            encoder_sha256: enc.sha256.clone(),
+            dim: enc.dim,
+            aux: enc.aux.clone(),
+            max_windows: opts.max_windows,
+            input_key: key,
+            clips,
+            skipped,
+        };
+        if !idx.skipped.is_empty() {
+            eprintln!(
+                "{}: {} clip(s) skipped, e.g. {}: {}",
+                d.name,
+                idx.skipped.len(),
+                idx.skipped[0].0,
+                idx.skipped[0].1
+            );
+        }
+        fs::write(&json, serde_json::to_vec_pretty(&idx)?)?;
+    }
+    Ok(())
+}
+
+fn progress_bar(show: bool, n: usize, name: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(n as u64);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>16} [{bar:40}] {pos}/{len} {elapsed_precise} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    pb.set_prefix(name.to_string());
+    pb
+}
+
+/// The clip's mel frames after mixing in an ambience of another group; returns the group too.
+fn noisy_mel(
+    c: &prepare::PreparedEntry,
+    group: &str,
+    pool: &[(String, PathBuf)],
+    snr_db: f32,
+    seed: u64,
+) -> Result<(Vec<MelFrame>, String)> {
+    let others: Vec<&(String, PathBuf)> = pool.iter().filter(|(g, _)| g != group).collect();
+    if others.is_empty() {
+        bail!("no ambience from another source group");
+    }
+    let h = fnv(&[c.rel_path.as_bytes(), group.as_bytes(), &seed.to_le_bytes()]);
+    let (ng, npath) = others[(h % others.len() as u64) as usize];
+    let signal =
+        decode_mono_44k(&c.path).with_context(|| format!("cannot decode {}", c.path.display()))?;
+    let noise = decode_mono_44k(npath)
+        .with_context(|| format!("cannot decode the ambience {}", npath.display()))?;
+    let offset = ((h >> 32) as usize) % noise.samples.len().max(1);
+    let mixed = mix_at_snr(&signal.samples, &noise.samples, offset, snr_db);
+    Ok((mel_spectrogram(&mixed), ng.clone()))
+}
+
+/// Embeddings of a whole store in memory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub dim: usize,
+    pub aux: Vec<(String, usize)>,
+    pub clips: Vec<ClipEntry>,
+    /// Source group per clip (parallel to `clips`).
+    pub groups: Vec<String>,
+    /// Rows × dim raw embeddings; a clip's rows are `first..first + windows` of this matrix
+    /// (re-based when datasets are concatenated).
+    pub emb: Vec<f32>,
+    /// Rows × aux logits.
+    pub aux_rows: Vec<f32>,
+}
+
+impl Store {
+    pub fn rows(&self) -> usize {
+        self.emb.len() / self.dim.max(1)
+    }
+    pub fn aux_dim(&self) -> usize {
+        self.aux.iter().map(|(_, n)| n).sum()
+    }
+    /// One window's embedding.
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.emb[r * self.dim..(r + 1) * self.dim]
+    }
+    pub fn aux_row(&self, r: usize) -> &[f32] {
+        let a = self.aux_dim();
+        &self.aux_rows[r * a..(r + 1) * a]
+    }
+
+    /// Loads every dataset of a variant (all of the corpus index, in its order).
+    pub fn load(cache: &Path, variant: &Variant) -> Result<Self> {
+        let index = CorpusIndex::load(cache)?;
+        let dir = store_dir(cache, variant);
+        let mut st = Store {
+            dim: 0,
+            aux: Vec::new(),
+            clips: Vec::new(),
+            groups: Vec::new(),
+            emb: Vec::new(),
+            aux_rows: Vec::new(),
+        };
+        for d in &index.datasets {
+            let json = dir.join(format!("{}.json", d.name));
+            let idx: StoreIndex = serde_json::from_slice(&fs::read(&json).with_context(|| {
+                format!(
+                    "no {} embeddings of {} (run `sfxtag-train embed --cache {}`{})",
+                    variant.name(),
+                    d.name,
+                    cache.display(),
+                    if matches!(variant, Variant::Noisy { .. }) {
+                        " --noisy"
+                    } else {
+                        ""
+                    }
+                )
+            })?)?;
+            if st.dim == 0 {
+                st.dim = idx.dim;
+                st.aux = idx.aux.clone();
+            } else if st.dim != idx.dim || st.aux != idx.aux {
+                bail!(
+                    "{}: embeddings of another encoder than the other datasets' (run embed again)",
+                    json.display()
+                );
+            }
+            let width = idx.dim + idx.aux.iter().map(|(_, n)| n).sum::<usize>();
+            let bytes = fs::read(dir.join(format!("{}.f32", d.name)))?;
+            let n_rows: usize = idx.clips.iter().map(|c| c.windows).sum();
+            if bytes.len() != n_rows * width * 4 {
+                bail!(
+                    "{}: {} bytes, expected {} rows × {width} floats (corrupt: run embed again)",
+                    dir.join(format!("{}.f32", d.name)).display(),
+                    bytes.len(),
+                    n_rows
+                );
+            }
+            let base = st.rows();
+            for row in bytes.chunks_exact(width * 4) {
+                for (k, b) in row.chunks_exact(4).enumerate() {
+                    let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    if k < idx.dim {
+                        st.emb.push(v);
+                    } else {
+                        st.aux_rows.push(v);
+                    }
+                }
+            }
+            for mut c in idx.clips {
+                c.first += base;
+                st.groups.push(d.group().to_string());
+                st.clips.push(c);
+            }
+        }
+        if st.clips.is_empty() {
+            bail!("no embeddings in {}", dir.display());
+        }
+        Ok(st)
+    }
+}
+
+/// Runs the encoder over the mel frames of one audio file (for the fixtures and `enroll`-style
+/// use in the evaluation): rows of embedding + aux logits.
+pub fn embed_file(enc: &EncoderSpec, path: &Path, max_windows: usize) -> Result<Vec<f32>> {
+    let a = decode_mono_44k(path).with_context(|| format!("cannot decode {}", path.display()))?;
+    let mel = mel_spectrogram(&a.samples);
+    let mut rows = Vec::new();
+    enc.runner()?.rows(&mel, max_windows, &mut rows)?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_capped_evenly() {
+        assert_eq!(pick_windows(3, 16), vec![0, 1, 2]);
+        assert_eq!(pick_windows(100, 4), vec![0, 33, 66, 99]);
+        assert_eq!(pick_windows(7, 1), vec![3]);
+        assert!(pick_windows(0, 4).is_empty());
+    }
+
+    #[test]
+    fn mixing_hits_the_snr() {
+        let signal: Vec<f32> = (0..44100).map(|i| (i as f32 * 0.05).sin()).collect();
+        let noise: Vec<f32> = (0..1000)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let mixed = mix_at_snr(&signal, &noise, 17, 10.0);
+        let diff: Vec<f32> = mixed.iter().zip(&signal).map(|(m, s)| m - s).collect();
+        let p = |x: &[f32]| x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+        let snr = 10.0 * (p(&signal) / p(&diff)).log10();
+        assert!((snr - 10.0).abs() < 0.01, "{snr}");
+        // Silence stays silence.
+        assert_eq!(mix_at_snr(&[0.0; 10], &noise, 0, 10.0), vec![0.0; 10]);
+    }
+
+    #[test]
+    fn variant_names_are_folder_names() {
+        assert_eq!(Variant::Clean.name(), "clean");
+        assert_eq!(
+            Variant::Noisy {
+                snr_db: 10.0,
+                seed: 1
+            }
+            .name(),
+            "noisy-snr10-seed1"
+        );
+    }
+}
