@@ -172,12 +172,18 @@ impl ModelArgs {
             p.user_weight = w;
         }
         if !self.categories.is_empty() {
-            p.categories = Some(
-                self.categories
-                    .iter()
-                    .map(|c| c.trim().to_uppercase())
-                    .collect(),
-            );
+            let cats: Vec<String> = self
+                .categories
+                .iter()
+                .map(|c| c.trim().to_uppercase())
+                .collect();
+            let known = sfxtag_core::ucs::label_categories();
+            if let Some(bad) = cats.iter().find(|c| !known.contains(&c.as_str())) {
+                return Err(format!(
+                    "--categories: '{bad}' is not a UCS Category (e.g. ANIMALS, DOORS, VOICES)"
+                ));
+            }
+            p.categories = Some(cats);
         }
         Ok(p)
     }

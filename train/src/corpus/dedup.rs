@@ -390,7 +390,7 @@ mod tests {
                 let tt = t + offset;
                 let env = 1.0
                     + ((tt as f32 * 0.37 + seed as f32).sin() * 2.0).max(0.0)
-                    + if (tt / 7 + seed as usize) % 3 == 0 {
+                    + if (tt / 7 + seed as usize).is_multiple_of(3) {
                         1.5
                     } else {
                         0.0

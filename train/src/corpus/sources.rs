@@ -90,6 +90,7 @@ pub const PACKAGES: &[Package] = &[
         "usr/share/scratch/Media/Sounds",
         "CC-BY-SA-3.0"
     ),
+    package!("qabcs-data", "qabcs", "usr/share/qabcs/abcs", "GPL-3+"),
     package!(
         "tuxpaint-stamps-default",
         "tuxpaint-stamps",
@@ -332,6 +333,13 @@ pub const PACKAGES: &[Package] = &[
         "pinball",
         "usr/share/games/pinball",
         "GPL-2",
+        "small-games"
+    ),
+    package!(
+        "pekka-kana-2-data",
+        "pekka-kana-2",
+        "usr/share/games/pekka-kana-2/data",
+        "BSD-2-Clause",
         "small-games"
     ),
     package!(

@@ -293,6 +293,9 @@ pub fn mix_at_snr(signal: &[f32], noise: &[f32], offset: usize, snr_db: f32) -> 
         .collect()
 }
 
+/// One clip's rows, their count, and the group of the ambience mixed in (noisy variant).
+type ClipRows = (Vec<f32>, usize, Option<String>);
+
 /// Computes (or reuses) the embeddings of every dataset of the prepared corpus.
 pub fn embed(opts: &EmbedOptions) -> Result<()> {
     let enc = EncoderSpec::load(&opts.model)?;
@@ -325,15 +328,13 @@ pub fn embed(opts: &EmbedOptions) -> Result<()> {
             &format!("{}|{}", opts.max_windows, opts.variant.name()),
         );
         let json = dir.join(format!("{}.json", d.name));
-        if let Ok(old) = fs::read(&json).map(|b| serde_json::from_slice::<StoreIndex>(&b)) {
-            if let Ok(old) = old {
-                if old.version == STORE_VERSION
-                    && old.input_key == key
-                    && old.encoder_sha256 == enc.sha256
-                    && dir.join(format!("{}.f32", d.name)).exists()
-                {
-                    continue;
-                }
+        if let Ok(Ok(old)) = fs::read(&json).map(|b| serde_json::from_slice::<StoreIndex>(&b)) {
+            if old.version == STORE_VERSION
+                && old.input_key == key
+                && old.encoder_sha256 == enc.sha256
+                && dir.join(format!("{}.f32", d.name)).exists()
+            {
+                continue;
             }
         }
         let todo: Vec<&prepare::PreparedEntry> = pidx
@@ -356,7 +357,7 @@ pub fn embed(opts: &EmbedOptions) -> Result<()> {
             .unwrap_or_default();
         let group = group_of.get(d.name.as_str()).copied().unwrap_or(&d.name);
         let pb = progress_bar(opts.progress, todo.len(), &d.name);
-        let results: Mutex<Vec<Option<Result<(Vec<f32>, usize, Option<String>)>>>> =
+        let results: Mutex<Vec<Option<Result<ClipRows>>>> =
             Mutex::new((0..todo.len()).map(|_| None).collect());
         let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| -> Result<()> {
@@ -367,7 +368,7 @@ pub fn embed(opts: &EmbedOptions) -> Result<()> {
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(c) = todo.get(i) else { break };
-                        let r = (|| -> Result<(Vec<f32>, usize, Option<String>)> {
+                        let r = (|| -> Result<ClipRows> {
                             let mut rows = Vec::new();
                             let (n, noise) = match opts.variant {
                                 Variant::Clean => {

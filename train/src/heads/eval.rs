@@ -90,6 +90,11 @@ impl Method {
     }
 }
 
+/// Seed offset of every head trained on the whole corpus: the fixture scores of the report and
+/// the exported heads come from the same training run, so the report describes the shipped
+/// heads (not a sibling trained with another seed).
+pub const WHOLE_CORPUS_SEED: u64 = 500;
+
 /// Evaluation settings.
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
@@ -208,6 +213,10 @@ pub struct Setup {
     pub shipped_groups: Vec<Option<usize>>,
     pub shipped_k: usize,
     pub dim: usize,
+    /// The z-score statistics `x` was made with (the `--model` manifest's): an exported head
+    /// folds exactly these into its first layer, since it reads the raw embedding.
+    pub zscore_mean: Vec<f32>,
+    pub zscore_std: Vec<f32>,
 }
 
 fn zscore_rows(store: &Store, mean: &[f32], std: &[f32]) -> Vec<f32> {
@@ -372,6 +381,8 @@ impl Setup {
             shipped_groups,
             shipped_k,
             dim,
+            zscore_mean: enc.manifest.encoder.embedding_mean.clone(),
+            zscore_std: enc.manifest.encoder.embedding_std.clone(),
         })
     }
 
@@ -385,6 +396,34 @@ impl Setup {
     }
 }
 
+/// Window logits of a fold's test clips, with each window's position among them.
+#[derive(Debug, Clone, Default)]
+struct WindowLogits {
+    clean: Vec<f32>,
+    clean_owner: Vec<usize>,
+    noisy: Vec<f32>,
+    noisy_owner: Vec<usize>,
+}
+
+/// How an MLP head is trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recipe {
+    /// Also train on the noise-mixed windows (whose ambience is not from the held-out group).
+    pub noise: bool,
+    /// The aiSFX heads' posteriors as extra inputs.
+    pub aux: bool,
+}
+
+impl Method {
+    /// The MLP recipe of a logit method.
+    pub fn recipe(self) -> Recipe {
+        Recipe {
+            noise: matches!(self, Method::MlpNoise | Method::MlpNoiseAisfx),
+            aux: self == Method::MlpNoiseAisfx,
+        }
+    }
+}
+
 /// File-level predictions of one method on one fold.
 #[derive(Debug, Clone, Default)]
 struct FoldPreds {
@@ -394,8 +433,8 @@ struct FoldPreds {
     width: usize,
     clean: Vec<f32>,
     noisy: Vec<f32>,
-    /// For logit methods: window logits (clean, noisy) and each window's clip position.
-    logits: Option<(Vec<f32>, Vec<usize>, Vec<f32>, Vec<usize>)>,
+    /// For logit methods: window logits and each window's clip position.
+    logits: Option<WindowLogits>,
 }
 
 /// Scores of file-level probabilities (`width ≥ classes` wide) against true classes.
@@ -509,10 +548,10 @@ pub fn fold_mlp(
     classes: usize,
     classes_of: impl Fn(usize) -> Option<usize>,
     held_out: usize,
-    noise: bool,
-    aux: bool,
+    recipe: Recipe,
     cfg: &MlpConfig,
 ) -> Result<mlp::Mlp> {
+    let Recipe { noise, aux } = recipe;
     let mut parts = Vec::new();
     for &c in train {
         let Some(k) = classes_of(c) else { continue };
@@ -534,14 +573,17 @@ fn mlp_preds(setup: &Setup, m: &mlp::Mlp, test: &[usize], aux: bool) -> FoldPred
     let classes = m.classes as usize;
     let (rc, oc) = test_rows(setup, test, false);
     let (rn, on) = test_rows(setup, test, true);
-    let lc = m.logits_t(&setup.rows_tensor(&rc, aux));
-    let ln = m.logits_t(&setup.rows_tensor(&rn, aux));
     FoldPreds {
         clips: test.to_vec(),
         width: classes,
         clean: Vec::new(),
         noisy: Vec::new(),
-        logits: Some((lc, oc, ln, on)),
+        logits: Some(WindowLogits {
+            clean: m.logits_t(&setup.rows_tensor(&rc, aux)),
+            clean_owner: oc,
+            noisy: m.logits_t(&setup.rows_tensor(&rn, aux)),
+            noisy_owner: on,
+        }),
     }
 }
 
@@ -673,7 +715,8 @@ pub fn run(
     }
     report.folds = folds.iter().map(|&g| lab.groups[g].clone()).collect();
     let mut preds: BTreeMap<Method, Vec<(usize, FoldPreds)>> = BTreeMap::new();
-    let mut catid_preds: Vec<(usize, Vec<usize>, Vec<f32>, Vec<usize>)> = Vec::new();
+    // Per fold: (group, test clips, window logits, each window's clip position).
+    let mut catid_preds: Vec<CatIdFold> = Vec::new();
     for (fi, &g) in folds.iter().enumerate() {
         let tf = std::time::Instant::now();
         let (train, test) = split(lab, g);
@@ -713,7 +756,15 @@ pub fn run(
             if !needed {
                 continue;
             }
-            let model = fold_mlp(&setup, &train, classes, cat_of, g, noise, aux, &cfg)?;
+            let model = fold_mlp(
+                &setup,
+                &train,
+                classes,
+                cat_of,
+                g,
+                Recipe { noise, aux },
+                &cfg,
+            )?;
             preds
                 .entry(m)
                 .or_default()
@@ -731,12 +782,16 @@ pub fn run(
                 lab.catids.len(),
                 |c| lab.clips[c].catid,
                 g,
-                true,
-                false,
+                Method::MlpNoise.recipe(),
                 &cfg,
             )?;
             let (rc, oc) = test_rows(&setup, &id_test, false);
-            catid_preds.push((g, id_test, m.logits_t(&setup.rows_tensor(&rc, false)), oc));
+            catid_preds.push(CatIdFold {
+                group: g,
+                clips: id_test,
+                logits: m.logits_t(&setup.rows_tensor(&rc, false)),
+                owner: oc,
+            });
         }
         lap("catid", &mut tick);
         log(&format!(
@@ -768,8 +823,8 @@ pub fn run(
         let all: Vec<(Vec<f32>, Vec<usize>)> = folds_p
             .iter()
             .map(|(_, fp)| {
-                let (lc, oc, _, _) = fp.logits.as_ref().expect("logit method");
-                (lc.clone(), labels_of(fp, oc))
+                let w = fp.logits.as_ref().expect("logit method");
+                (w.clean.clone(), labels_of(fp, &w.clean_owner))
             })
             .collect();
         let (mut nll1, mut nllt, mut n) = (0.0, 0.0, 0usize);
@@ -782,7 +837,12 @@ pub fn run(
                 }
             }
             let t = calibrate::fit_temperature(&l, classes, &y);
-            let (lc, oc, ln, on) = fp.logits.clone().expect("logit method");
+            let WindowLogits {
+                clean: lc,
+                clean_owner: oc,
+                noisy: ln,
+                noisy_owner: on,
+            } = fp.logits.clone().expect("logit method");
             let (own_l, own_y) = &all[i];
             nll1 += calibrate::nll(own_l, classes, own_y, 1.0) * own_y.len() as f64;
             nllt += calibrate::nll(own_l, classes, own_y, t) * own_y.len() as f64;
@@ -864,19 +924,31 @@ pub fn run(
                 .insert(lab.groups[*g].clone(), score(&p, fp.width, &t));
         }
     }
-    // The default: the best exportable method on clean mean top-1.
-    let best = Method::ALL
+    // The default: the best exportable method on clean mean top-1, ties (see `choose_default`)
+    // going to the better one on noisy audio.
+    let candidates: Vec<Candidate> = Method::ALL
         .iter()
         .filter(|m| m.exportable())
         .filter_map(|m| {
-            let s = report.scores.get(m.name())?.get("clean")?;
-            Some((*m, mean_of(s, |x| x.top1)))
+            let v = report.scores.get(m.name())?;
+            Some(Candidate {
+                method: *m,
+                clean: v
+                    .get("clean")?
+                    .iter()
+                    .map(|(g, x)| (g.clone(), x.top1))
+                    .collect(),
+                noisy_mean: v
+                    .get("noisy")
+                    .map(|p| mean_of(p, |x| x.top1))
+                    .unwrap_or(0.0),
+            })
         })
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .context("no exportable method was evaluated")?;
-    report.default_method = best.0.name().to_string();
-    oof.default_method = Some(best.0);
-    let default_preds = &preds[&best.0];
+        .collect();
+    let best = choose_default(&candidates).context("no exportable method was evaluated")?;
+    report.default_method = best.name().to_string();
+    oof.default_method = Some(best);
+    let default_preds = &preds[&best];
     // Per-class recall and precision of the default method (pooled over folds).
     {
         let mut tp = vec![0usize; classes];
@@ -897,7 +969,7 @@ pub fn run(
             }
         }
         let mut flagged = vec![(0usize, 0usize); classes];
-        if let Some((l, y, t)) = oof.logits.get(&best.0) {
+        if let Some((l, y, t)) = oof.logits.get(&best) {
             for (row, &yy) in mlp::softmax_rows(l, classes, *t)
                 .chunks_exact(classes)
                 .zip(y)
@@ -944,7 +1016,7 @@ pub fn run(
     // Per-class thresholds from the default method's out-of-fold window predictions.
     if let Some((l, y, t)) = oof
         .logits
-        .get(&best.0)
+        .get(&best)
         .or_else(|| oof.logits.get(&Method::MlpNoise))
     {
         let p = mlp::softmax_rows(l, classes, *t);
@@ -966,12 +1038,12 @@ pub fn run(
     }
     // CatID level (and its pooled temperature, for the exported CatID head).
     let (mut cl, mut cy) = (Vec::new(), Vec::new());
-    for (_, clips, logits, owner) in &catid_preds {
-        cl.extend_from_slice(logits);
+    for f in &catid_preds {
+        cl.extend_from_slice(&f.logits);
         cy.extend(
-            owner
+            f.owner
                 .iter()
-                .map(|&o| lab.clips[clips[o]].catid.expect("labelled")),
+                .map(|&o| lab.clips[f.clips[o]].catid.expect("labelled")),
         );
     }
     if !cy.is_empty() {
@@ -979,7 +1051,13 @@ pub fn run(
         report.catid_temperature = t;
         oof.catid = Some((cl, cy, t));
     }
-    for (g, clips, logits, owner) in &catid_preds {
+    for CatIdFold {
+        group: g,
+        clips,
+        logits,
+        owner,
+    } in &catid_preds
+    {
         let nc = lab.catids.len();
         let probs = per_clip(&mlp::softmax_rows(logits, nc, 1.0), nc, owner, clips.len());
         let truth: Vec<usize> = clips
@@ -1079,7 +1157,7 @@ fn fixture_scores(opts: &EvalOptions, setup: &Setup, report: &mut EvalReport) ->
         let fx = Fixtures::load(dir, &opts.model, lab)?;
         let all: Vec<usize> = (0..lab.clips.len()).collect();
         let cfg = MlpConfig {
-            seed: opts.mlp.seed + 500,
+            seed: opts.mlp.seed + WHOLE_CORPUS_SEED,
             ..opts.mlp.clone()
         };
         let owner: Vec<usize> = fx
@@ -1101,15 +1179,14 @@ fn fixture_scores(opts: &EvalOptions, setup: &Setup, report: &mut EvalReport) ->
                     (idx.vote(&x_rows), idx.classes)
                 }
                 Method::Mlp | Method::MlpNoise | Method::MlpNoiseAisfx => {
-                    let (noise, aux) = (m != Method::Mlp, m == Method::MlpNoiseAisfx);
+                    let aux = m.recipe().aux;
                     let model = fold_mlp(
                         setup,
                         &all,
                         classes,
                         |c| lab.clips[c].category,
                         usize::MAX,
-                        noise,
-                        aux,
+                        m.recipe(),
                         &cfg,
                     )?;
                     let t = report.calibration.get(m.name()).map_or(1.0, |x| x.2);
@@ -1151,6 +1228,14 @@ fn fixture_scores(opts: &EvalOptions, setup: &Setup, report: &mut EvalReport) ->
     Ok(())
 }
 
+/// The CatID head's predictions on one fold.
+struct CatIdFold {
+    group: usize,
+    clips: Vec<usize>,
+    logits: Vec<f32>,
+    owner: Vec<usize>,
+}
+
 /// Out-of-fold window logits of the logit methods (for the final model's calibration).
 #[derive(Default)]
 pub struct OutOfFold {
@@ -1167,6 +1252,43 @@ pub fn mean_of(s: &BTreeMap<String, Scores>, f: impl Fn(&Scores) -> f64) -> f64 
         return 0.0;
     }
     s.values().map(f).sum::<f64>() / s.len() as f64
+}
+
+/// One exportable method's LOSO result, as the choice of the default sees it.
+pub struct Candidate {
+    pub method: Method,
+    /// Clean top-1 per fold (source group).
+    pub clean: BTreeMap<String, f64>,
+    /// Mean top-1 on the noisy variant.
+    pub noisy_mean: f64,
+}
+
+/// The default method: the best clean mean top-1 over the folds, except that methods within one
+/// standard error of it (of the paired per-fold differences) are a statistical tie, and a tie
+/// goes to the best noisy mean top-1 — a microphone in the field rarely hears clean audio.
+pub fn choose_default(c: &[Candidate]) -> Option<Method> {
+    let mean = |m: &BTreeMap<String, f64>| m.values().sum::<f64>() / m.len().max(1) as f64;
+    let best = c
+        .iter()
+        .max_by(|a, b| mean(&a.clean).total_cmp(&mean(&b.clean)))?;
+    let tied = |x: &Candidate| {
+        let d: Vec<f64> = best
+            .clean
+            .iter()
+            .filter_map(|(g, b)| x.clean.get(g).map(|v| b - v))
+            .collect();
+        if d.len() < 2 {
+            return std::ptr::eq(x, best);
+        }
+        let n = d.len() as f64;
+        let mu = d.iter().sum::<f64>() / n;
+        let se = (d.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt();
+        mu <= se
+    };
+    c.iter()
+        .filter(|x| tied(x))
+        .max_by(|a, b| a.noisy_mean.total_cmp(&b.noisy_mean))
+        .map(|x| x.method)
 }
 
 impl EvalReport {
@@ -1219,7 +1341,7 @@ impl EvalReport {
         ) {
             let _ = writeln!(
                 s,
-                "\nDefault: **{}**, clean mean top-1 {:.3}, {:+.3} over (a) ({:.3}).\n",
+                "\nDefault: **{}** (the best clean mean top-1, or within one paired standard error of it and the best on noisy audio), clean mean top-1 {:.3}, {:+.3} over (a) ({:.3}).\n",
                 self.default_method,
                 d,
                 d - a,
@@ -1342,6 +1464,32 @@ pub fn report_paths(out: &Path) -> (PathBuf, PathBuf) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn candidate(method: Method, clean: &[f64], noisy_mean: f64) -> Candidate {
+        Candidate {
+            method,
+            clean: clean
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("g{i}"), *v))
+                .collect(),
+            noisy_mean,
+        }
+    }
+
+    #[test]
+    fn the_default_is_the_best_clean_unless_tied_then_the_best_noisy() {
+        // (d) trails (c) by 0.01 on average with per-fold differences of ±0.1: a tie, and (d) is
+        // better on noisy audio.
+        let c = candidate(Method::Mlp, &[0.50, 0.40, 0.60, 0.30], 0.30);
+        let d = candidate(Method::MlpNoise, &[0.39, 0.51, 0.49, 0.37], 0.35);
+        assert_eq!(choose_default(&[c, d]), Some(Method::MlpNoise));
+        // The same lead, fold by fold (no spread): not a tie, clean wins.
+        let c = candidate(Method::Mlp, &[0.50, 0.40, 0.60, 0.30], 0.30);
+        let d = candidate(Method::MlpNoise, &[0.49, 0.39, 0.59, 0.29], 0.35);
+        assert_eq!(choose_default(&[c, d]), Some(Method::Mlp));
+        assert_eq!(choose_default(&[]), None);
+    }
 
     #[test]
     fn scores_count_top1_top3_f1_and_selective_accuracy() {

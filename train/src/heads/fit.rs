@@ -68,13 +68,14 @@ file with its package, version and licence). No audio ships here: the heads are 
 to the corpus, the references are 512-number summaries of single windows.
 
 Licence policy. The corpus mixes CC0, public-domain, CC BY, CC BY-SA, GPL, LGPL and similar
-licences. Whether trained weights are a derivative of their training audio is unsettled, so this
-project treats them as one and ships them on the most protective terms that all the share-alike
-sources allow to be honoured together for a model: the heads and refs.json are distributed under
-CC BY-SA 4.0, with the attribution of every source in ATTRIBUTION, and the encoder stays under
-CC BY 4.0 (credit: Ma & Lerch). Redistribute the directory as a whole, with NOTICE and
-ATTRIBUTION. A model that must be free of share-alike terms can be retrained from the sources
-with a permissive licence only: see `sfxtag-train corpus fetch --packages`.
+licences (ATTRIBUTION names each file's). Whether trained weights are a derivative of their
+training audio is unsettled, so this project treats them as one: the heads and refs.json are
+offered under CC BY-SA 4.0 together with the terms of every source licence in ATTRIBUTION
+(for the GPL sources, the corresponding source is public: the Debian source packages, and the
+reviewed tables and trainer that turn them into these weights). The encoder stays under CC BY
+4.0 (credit: Ma & Lerch). Redistribute the directory as a whole, with NOTICE and ATTRIBUTION.
+Weights free of share-alike and copyleft terms can be retrained from the permissively licensed
+sources alone: see `sfxtag-train corpus fetch --packages`.
 ";
 
 /// Folds `z = (x − mean) / std` into the first layer: `W' = W / std`, `b' = b − W (mean / std)`.
@@ -121,9 +122,9 @@ pub fn fit(opts: &FitOptions, setup: &Setup, report: &EvalReport) -> Result<Stri
     }
     let lab = &setup.lab;
     let all: Vec<usize> = (0..lab.clips.len()).collect();
-    let noise = method == Method::MlpNoise;
+
     let cfg = MlpConfig {
-        seed: opts.mlp.seed + 1000,
+        seed: opts.mlp.seed + super::eval::WHOLE_CORPUS_SEED,
         ..opts.mlp.clone()
     };
     let no_group = usize::MAX;
@@ -133,8 +134,7 @@ pub fn fit(opts: &FitOptions, setup: &Setup, report: &EvalReport) -> Result<Stri
         lab.categories.len(),
         |c| lab.clips[c].category,
         no_group,
-        noise,
-        false,
+        method.recipe(),
         &cfg,
     )?;
     let catid_head = fold_mlp(
@@ -143,13 +143,14 @@ pub fn fit(opts: &FitOptions, setup: &Setup, report: &EvalReport) -> Result<Stri
         lab.catids.len(),
         |c| lab.clips[c].catid,
         no_group,
-        true,
-        false,
+        Method::MlpNoise.recipe(),
         &cfg,
     )?;
     let (cal, held) = export_windows(opts)?;
-    let base = embedding_stats(opts, &cal)?;
-    let (mean, std) = (&base.mean, &base.std);
+    // The heads were trained on embeddings z-scored with the statistics of the model that
+    // made them; the graph feeds its heads the raw embedding, so those statistics (not the
+    // exported model's own, which describe its published embeddings) fold into the first layer.
+    let (mean, std) = (&setup.zscore_mean, &setup.zscore_std);
     let mut weights = sfxtag_export::aisfx::load_checkpoint(&opts.aisfx_checkpoint)
         .with_context(|| format!("loading {}", opts.aisfx_checkpoint.display()))?;
     let head = |name: &str, m: &Mlp| Head {
@@ -221,19 +222,35 @@ pub fn fit(opts: &FitOptions, setup: &Setup, report: &EvalReport) -> Result<Stri
     };
     let rep = export_model_split(&weights, &eo, &cal, &held, &opts.out)
         .with_context(|| format!("exporting to {}", opts.out.display()))?;
-    // The heads were folded with statistics computed before the export: they must be the ones
-    // the export wrote, or the heads would read a differently scaled embedding.
-    let worst = rep
-        .manifest
-        .encoder
-        .embedding_mean
-        .iter()
-        .zip(mean)
-        .chain(rep.manifest.encoder.embedding_std.iter().zip(std))
-        .map(|(a, b)| (a - b).abs() / b.abs().max(1e-3))
-        .fold(0f32, f32::max);
-    if worst > 1e-3 {
-        bail!("the exported embedding statistics differ from the ones the heads were folded with (relative {worst:e})");
+    // The shipped graph must compute the trained head: its Category logits on held-out windows
+    // are the MLP's on the same windows' embeddings, z-scored as in training.
+    let fp32 = sfxtag_export::TractModel::from_bytes(&std::fs::read(
+        opts.out.join(sfxtag_export::export::FP32_FILE),
+    )?)?;
+    let logits = sfxtag_export::graph::logits_name(CATEGORY_HEAD);
+    let (ei, li) = (
+        fp32.output_index(sfxtag_export::graph::EMBEDDING)
+            .context("the fp32 graph has no embedding output")?,
+        fp32.output_index(&logits)
+            .with_context(|| format!("the fp32 graph has no {logits} output"))?,
+    );
+    let mut worst = 0f32;
+    for w in held.iter().take(32) {
+        let o = fp32.run(w)?;
+        let z: Vec<f32> = o[ei]
+            .iter()
+            .zip(mean)
+            .zip(std)
+            .map(|((x, m), s)| (x - m) / s)
+            .collect();
+        for (a, b) in o[li].iter().zip(cat_head.logits(&z)) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    if worst > 1e-2 {
+        bail!(
+            "the exported Category head differs from the trained one (logits off by up to {worst})"
+        );
     }
     // Complete the manifest: calibration, thresholds, label quality, the reference set.
     let mut m: Manifest = rep.manifest.clone();
@@ -331,12 +348,6 @@ pub fn fit(opts: &FitOptions, setup: &Setup, report: &EvalReport) -> Result<Stri
     Ok(s)
 }
 
-/// The z-score statistics the export will write (from the same calibration windows).
-struct BaseStats {
-    mean: Vec<f32>,
-    std: Vec<f32>,
-}
-
 type Windows = Vec<Box<sfxtag_core::frontend::ModelWindow>>;
 
 /// Calibration and held-out windows of the export: the calibration audio split as
@@ -351,26 +362,6 @@ fn export_windows(opts: &FitOptions) -> Result<(Windows, Windows)> {
     cal.extend(c);
     held.extend(h);
     Ok((cal, held))
-}
-
-fn embedding_stats(
-    opts: &FitOptions,
-    cal: &[Box<sfxtag_core::frontend::ModelWindow>],
-) -> Result<BaseStats> {
-    // The export computes embedding statistics from the calibration windows through the fp32
-    // graph; compute them the same way first, so the folded heads match what ships.
-    let weights = sfxtag_export::aisfx::load_checkpoint(&opts.aisfx_checkpoint)
-        .with_context(|| format!("loading {}", opts.aisfx_checkpoint.display()))?;
-    let model = sfxtag_export::TractModel::from_bytes(&sfxtag_export::fp32_onnx_bytes(&weights))?;
-    let e = model
-        .output_index(sfxtag_export::graph::EMBEDDING)
-        .context("the fp32 graph has no embedding output")?;
-    let embs: Vec<Vec<f32>> = cal
-        .iter()
-        .map(|w| model.run(w).map(|o| o[e].clone()))
-        .collect::<std::result::Result<_, _>>()?;
-    let (mean, std) = sfxtag_export::export::embedding_stats(&embs);
-    Ok(BaseStats { mean, std })
 }
 
 /// The middle window of evenly chosen corpus clips: about `cal` of them for calibration and

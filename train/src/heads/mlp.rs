@@ -25,7 +25,8 @@ pub struct MlpConfig {
     pub batch: usize,
     pub seed: u64,
     /// Classes are drawn with probability ∝ (clips of the class)^power: 0 draws every class
-    /// equally often (class-balanced), 1 as often as the corpus holds it.
+    /// equally often (class-balanced), 1 as often as the corpus holds it; 0.3 (the default) was
+    /// the better of 0 and 0.3 by leave-one-source-out accuracy.
     pub class_power: f64,
     /// Average the weights over the last this fraction of the steps (stochastic weight
     /// averaging: one head with the steadiness of an ensemble); 0 keeps the last weights.
@@ -42,7 +43,7 @@ impl Default for MlpConfig {
             steps: 1500,
             batch: 256,
             seed: 0,
-            class_power: 0.0,
+            class_power: 0.3,
             swa: 0.25,
         }
     }
@@ -289,7 +290,9 @@ mod tests {
     use super::*;
 
     /// Two Gaussian blobs per class in 8-d: a head must separate them.
-    fn blobs(n: usize, seed: u64) -> (Vec<f32>, Vec<(usize, usize, Range<usize>)>) {
+    type Clips = Vec<(usize, usize, Range<usize>)>;
+
+    fn blobs(n: usize, seed: u64) -> (Vec<f32>, Clips) {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut x = Vec::new();
         let mut clips = Vec::new();
