@@ -363,6 +363,22 @@ impl RunArgs {
         if let Some(v) = a.model.knn_k {
             c.classify.knn_k = Some(v);
         }
+        // The label policy flags, as `[labels]` (the config's validation checks their ranges).
+        if let Some(t) = a.model.threshold {
+            c.labels.threshold = Some(t);
+        }
+        if !a.model.categories.is_empty() {
+            c.labels.categories = a
+                .model
+                .categories
+                .iter()
+                .map(|x| x.trim().to_uppercase())
+                .collect();
+        }
+        opt!(a.model.user_refs, c.labels.user_refs);
+        if let Some(w) = a.model.user_weight {
+            c.labels.user_weight = w;
+        }
     }
 }
 
@@ -560,6 +576,33 @@ mod tests {
             Some(std::path::Path::new("/tmp/clips"))
         );
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn the_label_flags_reach_the_daemon() {
+        let cli = Cli::try_parse_from([
+            "sfxtag",
+            "run",
+            "--no-mqtt",
+            "--threshold",
+            "0.3",
+            "--categories",
+            "animals, BIRDS",
+            "--user-weight",
+            "0.8",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        let mut c = Config::default();
+        a.apply(&mut c);
+        assert_eq!(c.labels.threshold, Some(0.3));
+        assert_eq!(c.labels.categories, ["ANIMALS", "BIRDS"]);
+        assert_eq!(c.labels.user_weight, 0.8);
+        c.validate().unwrap();
+        c.labels.threshold = Some(3.0);
+        assert!(c.validate().is_err());
     }
 
     #[test]
