@@ -115,7 +115,7 @@ pub enum WeightsError {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
-    #[error("tensor {name} has dtype {found}, expected F32")]
+    #[error("tensor {name} has dtype {found}, expected F32 or F16")]
     Dtype { name: String, found: String },
     #[error("tensor {name} holds a non-finite value ({value}) at index {index}")]
     NonFinite {
@@ -490,17 +490,25 @@ impl Cnn9Weights {
         let info = meta.metadata().clone().unwrap_or_default();
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
-            if view.dtype() != safetensors::Dtype::F32 {
-                return Err(WeightsError::Dtype {
-                    name,
-                    found: format!("{:?}", view.dtype()),
-                });
-            }
-            let data = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            // F16 is read too: a checkpoint brought back from a GPU run is stored at half size.
+            let data = match view.dtype() {
+                safetensors::Dtype::F32 => view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                safetensors::Dtype::F16 => view
+                    .data()
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                other => {
+                    return Err(WeightsError::Dtype {
+                        name,
+                        found: format!("{other:?}"),
+                    })
+                }
+            };
             tensors.insert(name, Array::new(view.shape().to_vec(), data));
         }
         let heads = info.get("heads").map(|s| {

@@ -7,7 +7,7 @@ use crate::losses::MetricLoss;
 use crate::metrics;
 use crate::model::{Cnn9, DatasetHead};
 use crate::prepare::{self, PreparedDataset, Split};
-use crate::trainer::{self, Clip, Dataset, DatasetScore, Scenario, TrainConfig};
+use crate::trainer::{self, Clip, Dataset, DatasetScore, Input, Scenario, TrainConfig};
 use anyhow::{bail, Context, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -22,9 +22,11 @@ pub const UCS_DATASET: &str = "ucs";
 fn to_dataset(p: &PreparedDataset) -> Dataset {
     let split = |s: Split| -> Vec<Clip> {
         p.split(s)
-            .map(|c| Clip {
-                frames: c.mel.clone(),
-                label: p.class_of(&c.native_label).expect("label from the dataset"),
+            .map(|c| {
+                Clip::mel(
+                    c.mel.clone(),
+                    p.class_of(&c.native_label).expect("label from the dataset"),
+                )
             })
             .collect()
     };
@@ -63,10 +65,7 @@ pub fn ucs_pool(sets: &[PreparedDataset]) -> Result<Dataset> {
         let label = classes
             .binary_search(&e.category.to_string())
             .expect("pooled");
-        let clip = Clip {
-            frames: c.mel.clone(),
-            label,
-        };
+        let clip = Clip::mel(c.mel.clone(), label);
         match c.split {
             Split::Train => d.train.push(clip),
             Split::Val => d.val.push(clip),
@@ -133,10 +132,14 @@ fn mfcc_windows(clips: &[Clip]) -> (Vec<Vec<f32>>, Vec<usize>) {
     let mut e = Vec::new();
     let mut l = Vec::new();
     for c in clips {
-        for w in 0..window_count(c.frames.len()).max(1) {
+        // MFCC statistics need the mel frames; trunk-cache clips have none.
+        let Input::Mel(frames) = &c.input else {
+            continue;
+        };
+        for w in 0..window_count(frames.len()).max(1) {
             let s = w * WINDOW_HOP;
-            let end = (s + WINDOW_FRAMES).min(c.frames.len());
-            e.push(mfcc_stats(&c.frames[s..end]));
+            let end = (s + WINDOW_FRAMES).min(frames.len());
+            e.push(mfcc_stats(&frames[s..end]));
             l.push(c.label);
         }
     }

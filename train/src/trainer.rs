@@ -16,11 +16,72 @@ use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 use thiserror::Error;
 
-/// One clip: its log-mel frames (as `core::frontend` computes them) and its class index.
+/// What a clip feeds the model.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Log-mel frames (as `core::frontend` computes them): the whole encoder trains on random
+    /// 100-frame crops.
+    Mel(Vec<MelFrame>),
+    /// The clip's windows in a trunk cache (blocks 1–3 already run): block 4 trains on a
+    /// randomly chosen one.
+    Trunk(TrunkWindows),
+}
+
+/// Rows `first..first + n` of a trunk cache.
+#[derive(Debug, Clone)]
+pub struct TrunkWindows {
+    pub rows: std::sync::Arc<crate::trunk::TrunkRows>,
+    pub first: usize,
+    pub n: usize,
+}
+
+/// One clip: its input and its class index.
 #[derive(Debug, Clone)]
 pub struct Clip {
-    pub frames: Vec<MelFrame>,
+    pub input: Input,
     pub label: usize,
+}
+
+impl Clip {
+    /// A clip of log-mel frames.
+    pub fn mel(frames: Vec<MelFrame>, label: usize) -> Self {
+        Self {
+            input: Input::Mel(frames),
+            label,
+        }
+    }
+
+    /// Number of 50 %-overlap windows (at least one).
+    fn windows(&self) -> usize {
+        match &self.input {
+            Input::Mel(f) => window_count(f.len()).max(1),
+            Input::Trunk(t) => t.n.max(1),
+        }
+    }
+
+    /// Where window `w` starts: a frame for mel input, a row for trunk input.
+    fn window_at(&self, w: usize) -> usize {
+        match &self.input {
+            Input::Mel(_) => w * WINDOW_HOP,
+            Input::Trunk(_) => w,
+        }
+    }
+
+    /// A random training crop: any start frame for mel input, any cached window for trunk input.
+    fn random_crop(&self, rng: &mut StdRng) -> usize {
+        match &self.input {
+            Input::Mel(f) => sampler::crop_start(f.len(), WINDOW_FRAMES, rng),
+            Input::Trunk(t) => rand::Rng::random_range(rng, 0..t.n.max(1)),
+        }
+    }
+
+    /// The block the model must start at to take this input.
+    fn first_block(&self) -> usize {
+        match self.input {
+            Input::Mel(_) => 1,
+            Input::Trunk(_) => 4,
+        }
+    }
 }
 
 /// One dataset with its own taxonomy, split 8:1:1.
@@ -77,6 +138,10 @@ pub struct TrainConfig {
     pub patience: usize,
     pub seed: u64,
     pub device: Device,
+    /// Initial encoder weights (e.g. the released aiSFX encoder); `None` starts from random.
+    pub init: Option<std::sync::Arc<sfxtag_export::weights::Cnn9Weights>>,
+    /// Stop after the epoch during which this much time has passed (best weights kept).
+    pub max_seconds: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -95,6 +160,8 @@ impl Default for TrainConfig {
             patience: 5,
             seed: 0,
             device: Device::cuda_if_available(),
+            init: None,
+            max_seconds: None,
         }
     }
 }
@@ -119,6 +186,8 @@ pub enum TrainError {
     },
     #[error("the ucs-transfer scenario needs a dataset whose name starts with 'ucs'")]
     NoUcsDataset,
+    #[error("dataset '{0}' mixes mel clips and trunk-cache clips; use one kind of input")]
+    MixedInputs(String),
     #[error(transparent)]
     Torch(#[from] tch::TchError),
     #[error(transparent)]
@@ -132,6 +201,9 @@ pub struct EpochLog {
     pub dataset: Option<String>,
     pub train_loss: f64,
     pub val_loss: f64,
+    /// Training samples seen in the epoch and the seconds it took (validation included).
+    pub samples: usize,
+    pub seconds: f64,
 }
 
 /// A trained model and its history.
@@ -142,11 +214,24 @@ pub struct Trained {
     pub best_val_loss: f64,
 }
 
-fn validate(datasets: &[Dataset]) -> Result<(), TrainError> {
+/// Checks the datasets and returns the block the model starts at (1: mel, 4: trunk cache).
+fn validate(datasets: &[Dataset]) -> Result<usize, TrainError> {
     if datasets.is_empty() {
         return Err(TrainError::NoDatasets);
     }
+    let first = datasets
+        .iter()
+        .flat_map(|d| d.train.first())
+        .map(Clip::first_block)
+        .next()
+        .unwrap_or(1);
     for d in datasets {
+        if [&d.train, &d.val, &d.test]
+            .iter()
+            .any(|s| s.iter().any(|c| c.first_block() != first))
+        {
+            return Err(TrainError::MixedInputs(d.name.clone()));
+        }
         if d.classes.len() < 2 {
             return Err(TrainError::OneClass(d.name.clone()));
         }
@@ -175,28 +260,53 @@ fn validate(datasets: &[Dataset]) -> Result<(), TrainError> {
             }
         }
     }
-    Ok(())
+    Ok(first)
 }
 
-/// A normalised 100-frame window of `clip` starting at `start` (zero-padded past the end).
-fn window(clip: &Clip, start: usize, out: &mut Vec<f32>) {
+/// A normalised 100-frame window of `frames` starting at `start` (zero-padded past the end).
+fn window(frames: &[MelFrame], start: usize, out: &mut Vec<f32>) {
     for t in 0..WINDOW_FRAMES {
-        match clip.frames.get(start + t) {
+        match frames.get(start + t) {
             Some(f) => out.extend(f.iter().map(|&x| normalise(x))),
             None => out.extend(std::iter::repeat_n(0.0, N_MELS)),
         }
     }
 }
 
+/// The model input for window `starts[i]` of `clips[i]` (all clips of one kind).
 fn batch_tensor(clips: &[&Clip], starts: &[usize], device: Device) -> Tensor {
-    let mut buf = Vec::with_capacity(clips.len() * WINDOW_FRAMES * N_MELS);
-    for (c, &s) in clips.iter().zip(starts) {
-        window(c, s, &mut buf);
+    let n = clips.len() as i64;
+    match clips.first().map(|c| &c.input) {
+        Some(Input::Trunk(_)) => {
+            let mut bytes = Vec::new();
+            for (c, &s) in clips.iter().zip(starts) {
+                let Input::Trunk(t) = &c.input else {
+                    unreachable!("validate() keeps one kind of input per model")
+                };
+                bytes.extend_from_slice(t.rows.row_bytes(t.first + s.min(t.n.max(1) - 1)));
+            }
+            let [c, h, w] = crate::model::TRUNK_SHAPE;
+            Tensor::from_data_size(&bytes, &[n, c, h, w], Kind::Half)
+                .to_kind(Kind::Float)
+                .to_device(device)
+        }
+        _ => {
+            let mut buf = Vec::with_capacity(clips.len() * WINDOW_FRAMES * N_MELS);
+            for (c, &s) in clips.iter().zip(starts) {
+                let Input::Mel(f) = &c.input else {
+                    unreachable!("validate() keeps one kind of input per model")
+                };
+                window(f, s, &mut buf);
+            }
+            Tensor::from_slice(&buf)
+                .view([n, 1, WINDOW_FRAMES as i64, N_MELS as i64])
+                .to_device(device)
+        }
     }
-    Tensor::from_slice(&buf)
-        .view([clips.len() as i64, 1, WINDOW_FRAMES as i64, N_MELS as i64])
-        .to_device(device)
 }
+
+/// Most training clips scored per dataset for focal dataset reweighting.
+const FDR_CLIPS: usize = 256;
 
 /// Mean validation CE over every clip's first window.
 fn val_loss(model: &Cnn9, d: &Dataset, ds: usize, device: Device) -> f64 {
@@ -219,8 +329,9 @@ pub fn train(
     cfg: &TrainConfig,
     mut progress: impl FnMut(&EpochLog),
 ) -> Result<Trained, TrainError> {
-    validate(datasets)?;
+    let first_block = validate(datasets)?;
     tch::manual_seed(cfg.seed as i64);
+    let started = std::time::Instant::now();
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     // Which datasets train the encoder.
     let active: Vec<usize> = match cfg.scenario {
@@ -244,7 +355,10 @@ pub fn train(
         })
         .collect();
     let vs = nn::VarStore::new(cfg.device);
-    let model = Cnn9::new(&vs.root(), &heads, cfg.dataset_bn);
+    let model = Cnn9::from_block(&vs.root(), &heads, cfg.dataset_bn, first_block);
+    if let Some(w) = &cfg.init {
+        crate::model::init_encoder(&vs, w)?;
+    }
     let mut opt = nn::Adam::default().build(&vs, cfg.lr)?;
     let joint = JointLoss {
         metric: cfg.loss,
@@ -252,6 +366,7 @@ pub fn train(
         reg_weight: cfg.regularface_weight,
     };
     let mut weights = vec![1.0f64; datasets.len()];
+    let mut f1_history: Vec<Vec<f64>> = vec![Vec::new(); datasets.len()];
     let mut history = Vec::new();
     let mut best = f64::INFINITY;
     let mut best_weights: Option<Vec<(String, Tensor)>> = None;
@@ -266,6 +381,7 @@ pub fn train(
         let mut since_best = 0;
         for _ in 0..cfg.max_epochs {
             epoch += 1;
+            let epoch_start = std::time::Instant::now();
             let schedule = sampler::joint_schedule(
                 &stage
                     .iter()
@@ -286,10 +402,7 @@ pub fn train(
                     sampler::balanced_batch(&labels, (cfg.batch / 4).max(2), 4, &mut rng)
                 };
                 let clips: Vec<&Clip> = idx.iter().map(|&i| &d.train[i]).collect();
-                let starts: Vec<usize> = clips
-                    .iter()
-                    .map(|c| sampler::crop_start(c.frames.len(), WINDOW_FRAMES, &mut rng))
-                    .collect();
+                let starts: Vec<usize> = clips.iter().map(|c| c.random_crop(&mut rng)).collect();
                 let x = batch_tensor(&clips, &starts, cfg.device);
                 let y =
                     Tensor::from_slice(&clips.iter().map(|c| c.label as i64).collect::<Vec<_>>())
@@ -314,9 +427,26 @@ pub fn train(
                 dataset: (stage.len() == 1).then(|| datasets[stage[0]].name.clone()),
                 train_loss,
                 val_loss: val,
+                samples: schedule.len() * cfg.batch,
+                seconds: epoch_start.elapsed().as_secs_f64(),
             };
             progress(&log);
             history.push(log);
+            // Focal dataset reweighting inside a joint stage: each dataset's training macro-F1
+            // after every epoch gives its convergence epoch so far (not yet converged: the next
+            // one), and the weights follow, so slow datasets gain weight while training runs.
+            if let (Some(beta), true) = (cfg.fdr_beta, stage.len() > 1) {
+                for &ds in stage {
+                    f1_history[ds].push(train_macro_f1(&model, &datasets[ds], ds, cfg.device));
+                }
+                let epochs: Vec<u32> = stage
+                    .iter()
+                    .map(|&ds| fdr::convergence_epoch(&f1_history[ds]))
+                    .collect();
+                for (&ds, w) in stage.iter().zip(fdr::weights(&epochs, beta)) {
+                    weights[ds] = w;
+                }
+            }
             if val < stage_best {
                 stage_best = val;
                 since_best = 0;
@@ -332,12 +462,17 @@ pub fn train(
                     break;
                 }
             }
+            if cfg
+                .max_seconds
+                .is_some_and(|m| started.elapsed().as_secs_f64() >= m)
+            {
+                break;
+            }
         }
         best = stage_best;
-        // Focal dataset reweighting needs convergence epochs; with one stage per dataset (or
-        // a joint stage) we update weights from each dataset's train-split macro-F1 after the
-        // stage, so later stages/epochs focus on slower datasets.
-        if let Some(beta) = cfg.fdr_beta {
+        // Sequential stages: after each, every dataset's training macro-F1 sets the weights of
+        // the stages that follow.
+        if let (Some(beta), true) = (cfg.fdr_beta, stage.len() == 1) {
             let epochs: Vec<u32> = (0..datasets.len())
                 .map(|ds| {
                     let f1 = train_macro_f1(&model, &datasets[ds], ds, cfg.device);
@@ -364,12 +499,15 @@ pub fn train(
     })
 }
 
+/// Training-split macro-F1 on the first window of up to [`FDR_CLIPS`] clips (evenly spread).
 fn train_macro_f1(model: &Cnn9, d: &Dataset, ds: usize, device: Device) -> f64 {
     let _guard = tch::no_grad_guard();
     let mut truth = Vec::new();
     let mut pred = Vec::new();
-    for chunk in d.train.chunks(64) {
-        let refs: Vec<&Clip> = chunk.iter().collect();
+    let step = d.train.len().div_ceil(FDR_CLIPS).max(1);
+    let clips: Vec<&Clip> = d.train.iter().step_by(step).collect();
+    for chunk in clips.chunks(64) {
+        let refs: Vec<&Clip> = chunk.to_vec();
         let x = batch_tensor(&refs, &vec![0; refs.len()], device);
         let p = model
             .logits(&model.embed(&x, ds, false), ds)
@@ -396,8 +534,7 @@ pub fn embed_windows(
     let _guard = tch::no_grad_guard();
     let mut items: Vec<(&Clip, usize)> = Vec::new();
     for c in clips {
-        let n = window_count(c.frames.len()).max(1);
-        items.extend((0..n).map(|w| (c, w * WINDOW_HOP)));
+        items.extend((0..c.windows()).map(|w| (c, c.window_at(w))));
     }
     let mut emb = Vec::with_capacity(items.len());
     let mut labels = Vec::with_capacity(items.len());

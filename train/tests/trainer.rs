@@ -21,10 +21,7 @@ fn clip(c: usize, i: usize) -> Clip {
             m
         })
         .collect();
-    Clip {
-        frames: f,
-        label: c,
-    }
+    Clip::mel(f, c)
 }
 
 fn dataset(name: &str, classes: usize, per_class: usize) -> Dataset {

@@ -59,6 +59,190 @@ Examples:
       --export models/default --aisfx-checkpoint .cache/aisfx/checkpoint.pth --calib data/fixtures
 Needs `embed` and `embed --noisy` first. Writes OUT/loso.md and OUT/loso.json.")]
     Heads(HeadsArgs),
+    /// Run the frozen encoder's blocks 1–3 once over corpus windows and cache their output
+    /// (256 × 12 × 12 per window, f16, memory-mapped) for `finetune`. Resumable: a re-run
+    /// computes only datasets that changed or are missing.
+    #[command(after_help = "Example:
+  sfxtag-train trunk --cache .cache/corpus --weights .cache/aisfx/checkpoint.pth
+
+Needs `corpus fetch`, `prepare --any-dataset` and `corpus dedup` first. Writes CACHE/trunk/.")]
+    Trunk(TrunkArgs),
+    /// Fine-tune the encoder's block 4 (from aiSFX) with the paper's cross-dataset setups on the
+    /// trunk cache, on CPU, then score frozen vs fine-tuned by the paper's per-dataset kNN
+    /// macro-F1 / Davies–Bouldin. Writes OUT/results.md|json, OUT/checkpoint.safetensors and
+    /// OUT/encoder.safetensors (blocks 1–3 of aiSFX + the trained block 4, for sfxtag-export).
+    #[command(after_help = "Examples:
+  # UCS Category head on half of the sources; the other half stays unheard (LOSO-safe)
+  sfxtag-train finetune --cache .cache/corpus --scenario ucs-transfer --train-half 0 --out runs/ft-ucs
+  # the paper's x-joint: one head per source, CE + triplet with RegularFace, dataset BN
+  sfxtag-train finetune --cache .cache/corpus --scenario x-joint --loss triplet --dataset-bn --out runs/ft-xj
+
+Then: sfxtag-export --weights OUT/encoder.safetensors … and `embed`/`heads --store` on it.")]
+    Finetune(FinetuneArgs),
+    /// Pack the prepared corpus for a GPU run: every clip's first frames as u8 log-mel with one
+    /// scale, gzip-compressed into one file (default at most 50 MiB).
+    #[command(after_help = "Example:
+  sfxtag-train pack --cache .cache/corpus --out runs/gpu/corpus.pack")]
+    Pack(PackArgs),
+    /// The paper's grid with the whole encoder (RQ1 losses; RQ2 within / UCS-transfer /
+    /// cross-dataset; RQ3 sequential vs joint, FDR, dataset BN) on a pack, in one run under a
+    /// time budget: results.md|json and the best checkpoint (f16) in OUT. Built for a lent GPU;
+    /// `--device cpu --tiny` proves it end to end in seconds.
+    #[command(after_help = "Examples:
+  sfxtag-train gpu-run --pack runs/gpu/corpus.pack --device cuda --minutes 8 --out $OUT
+  sfxtag-train gpu-run --pack runs/gpu/corpus.pack --device cpu --tiny --out /tmp/grid")]
+    GpuRun(GpuRunArgs),
+    /// Training throughput of block 4 + a head on random trunk input (batch 64, Adam, CE): the
+    /// number to put beside PyTorch eager (train/bench/block4_eager.py) on the same machine.
+    BenchBlock4(BenchArgs),
+}
+
+#[derive(Args)]
+struct PackArgs {
+    /// Cache folder holding the prepared corpus.
+    #[arg(long)]
+    cache: PathBuf,
+    /// The pack file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Frames kept per clip (100 frames = one 1-s window).
+    #[arg(long, default_value_t = sfxtag_train::gpu_run::DEFAULT_MAX_FRAMES)]
+    max_frames: usize,
+    /// Refuse to write a pack larger than this many MiB.
+    #[arg(long, default_value_t = 50)]
+    max_mib: u64,
+}
+
+#[derive(Args)]
+struct GpuRunArgs {
+    /// The pack (from `pack`).
+    #[arg(long)]
+    pack: PathBuf,
+    /// Output folder (results.md, results.json, best.safetensors, labels-*.txt).
+    #[arg(long)]
+    out: PathBuf,
+    /// auto | cpu | cuda
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Six clips per split and dataset, one step per configuration.
+    #[arg(long)]
+    tiny: bool,
+    /// Minutes for the whole grid, shared equally by its configurations.
+    #[arg(long, default_value_t = 8.0)]
+    minutes: f64,
+    /// Start every configuration from these encoder weights (default: random, as the paper).
+    #[arg(long)]
+    init: Option<PathBuf>,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Only these configurations (comma-separated names from results.md).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Classes of the head.
+    #[arg(long, default_value_t = 38)]
+    classes: i64,
+    /// Measured steps (after the warm-up).
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// libtorch threads (default: the CPU count).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// One JSON line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct TrunkArgs {
+    /// Cache folder holding the prepared corpus.
+    #[arg(long)]
+    cache: PathBuf,
+    /// Encoder weights: the released aiSFX checkpoint (scripts/fetch-aisfx).
+    #[arg(long, default_value = ".cache/aisfx/checkpoint.pth")]
+    weights: PathBuf,
+    /// Most windows per clip (evenly spaced, 50 % overlap).
+    #[arg(long, default_value_t = sfxtag_train::trunk::DEFAULT_MAX_WINDOWS)]
+    max_windows: usize,
+    /// Also cache as many windows again, starting 25 frames later.
+    #[arg(long)]
+    offset_pass: bool,
+    /// libtorch threads (default: the CPU count).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct FinetuneArgs {
+    /// Cache folder holding the trunk cache (from `trunk`).
+    #[arg(long)]
+    cache: PathBuf,
+    /// Initial encoder weights (the trunk cache's blocks 1–3 must come from the same file).
+    #[arg(long, default_value = ".cache/aisfx/checkpoint.pth")]
+    weights: PathBuf,
+    /// ucs-transfer (one head on the pooled UCS Categories) | x-joint (one head per source,
+    /// all at once) | x-sequential (sources one after another)
+    #[arg(long, default_value = "ucs-transfer")]
+    scenario: Scenario,
+    /// ce | contrastive | triplet | circle (metric losses are joint with CE and RegularFace,
+    /// on class-balanced 16 × 4 batches)
+    #[arg(long, default_value = "ce")]
+    loss: String,
+    /// Weight of the metric loss against CE.
+    #[arg(long, default_value_t = 1.0)]
+    metric_weight: f64,
+    /// One BatchNorm set of block 4 per dataset (set 0 is exported).
+    #[arg(long)]
+    dataset_bn: bool,
+    /// Focal dataset reweighting with this β (e.g. 0.999).
+    #[arg(long)]
+    fdr_beta: Option<f64>,
+    /// x-joint / x-sequential: also train a head on the pooled UCS Categories.
+    #[arg(long)]
+    ucs_head: bool,
+    /// Train on this half (0 or 1) of the source groups only; the other half is never heard.
+    #[arg(long)]
+    train_half: Option<usize>,
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 40)]
+    steps_per_epoch: usize,
+    #[arg(long, default_value_t = 50)]
+    max_epochs: usize,
+    /// Early stopping: epochs without a better validation loss.
+    #[arg(long, default_value_t = 3)]
+    patience: usize,
+    /// Stop after the epoch that passes this many minutes (best weights kept).
+    #[arg(long, default_value_t = 30.0)]
+    max_minutes: f64,
+    /// Skip the per-dataset kNN evaluation.
+    #[arg(long)]
+    no_eval: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// auto | cpu | cuda
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// libtorch threads (default: the CPU count).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -84,6 +268,9 @@ struct EmbedArgs {
     /// Encoder threads (default: the CPU count).
     #[arg(long)]
     threads: Option<usize>,
+    /// Write the embeddings here instead of CACHE/embeddings (another encoder's).
+    #[arg(long)]
+    store: Option<PathBuf>,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
@@ -129,6 +316,13 @@ struct HeadsArgs {
     /// Evaluate only the first N folds (quick experiments; 0: only --fixtures).
     #[arg(long, value_name = "N")]
     max_folds: Option<usize>,
+    /// Evaluate only these source groups' folds (comma-separated), e.g. the groups an encoder
+    /// from `finetune --train-half` never heard (its results.json lists them).
+    #[arg(long, value_delimiter = ',')]
+    folds: Vec<String>,
+    /// Read the embeddings from here instead of CACHE/embeddings (as given to `embed --store`).
+    #[arg(long)]
+    store: Option<PathBuf>,
     /// Train the winning heads on every source and write this model directory.
     #[arg(long, value_name = "DIR")]
     export: Option<PathBuf>,
@@ -206,6 +400,22 @@ fn load_cuda_backend() {
             libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
         }
     }
+}
+
+/// The device named by `--device` (auto | cpu | cuda).
+fn device(name: &str) -> Result<tch::Device> {
+    load_cuda_backend();
+    Ok(match name {
+        "auto" => tch::Device::cuda_if_available(),
+        "cpu" => tch::Device::Cpu,
+        "cuda" if tch::Cuda::is_available() => tch::Device::Cuda(0),
+        "cuda" => anyhow::bail!("--device cuda: no CUDA device is available to libtorch"),
+        d => anyhow::bail!("unknown --device '{d}': use auto, cpu or cuda"),
+    })
+}
+
+fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[derive(Subcommand)]
@@ -444,12 +654,14 @@ fn main() -> Result<()> {
                     .threads
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 progress: !a.quiet,
+                store: a.store.clone(),
             };
             sfxtag_train::heads::embed::embed(&opts)?;
             println!(
                 "{} embeddings in {} ({:.1} s)",
                 variant.name(),
-                a.cache.join("embeddings").join(variant.name()).display(),
+                sfxtag_train::heads::embed::store_dir(&a.cache, a.store.as_deref(), &variant)
+                    .display(),
                 t0.elapsed().as_secs_f64()
             );
         }
@@ -470,6 +682,8 @@ fn main() -> Result<()> {
             opts.mlp.class_power = a.class_power;
             opts.fixtures = a.fixtures.clone();
             opts.max_folds = a.max_folds;
+            opts.folds = a.folds.clone();
+            opts.store = a.store.clone();
             if !a.methods.is_empty() {
                 opts.methods = a
                     .methods
@@ -524,15 +738,115 @@ fn main() -> Result<()> {
                 t0.elapsed().as_secs_f64()
             );
         }
-        Command::Train(a) => {
-            load_cuda_backend();
-            let device = match a.device.as_str() {
-                "auto" => tch::Device::cuda_if_available(),
-                "cpu" => tch::Device::Cpu,
-                "cuda" if tch::Cuda::is_available() => tch::Device::Cuda(0),
-                "cuda" => anyhow::bail!("--device cuda: no CUDA device is available to libtorch"),
-                d => anyhow::bail!("unknown --device '{d}': use auto, cpu or cuda"),
+        Command::Trunk(a) => {
+            let opts = sfxtag_train::trunk::TrunkOptions {
+                cache: a.cache.clone(),
+                weights: a.weights,
+                max_windows: a.max_windows,
+                offset_pass: a.offset_pass,
+                threads: a.threads.unwrap_or_else(cpu_count),
+                progress: !a.quiet,
             };
+            let s = sfxtag_train::trunk::build(&opts)?;
+            println!(
+                "trunk cache {}: {} datasets built ({} clips, {} windows, {:.1} MB), {} unchanged ({:.1} s)",
+                sfxtag_train::trunk::trunk_dir(&a.cache).display(),
+                s.datasets_built,
+                s.clips,
+                s.windows,
+                s.bytes as f64 / 1e6,
+                s.datasets_reused,
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        Command::Finetune(a) => {
+            let device = device(&a.device)?;
+            tch::set_num_threads(a.threads.unwrap_or_else(cpu_count) as i32);
+            let command: Vec<String> = std::env::args().collect();
+            let opts = sfxtag_train::finetune::FinetuneOptions {
+                cache: a.cache,
+                weights: a.weights,
+                train: TrainConfig {
+                    scenario: a.scenario,
+                    loss: experiment::parse_loss(&a.loss)?,
+                    metric_weight: a.metric_weight,
+                    dataset_bn: a.dataset_bn,
+                    fdr_beta: a.fdr_beta,
+                    lr: a.lr,
+                    batch: a.batch,
+                    steps_per_epoch: a.steps_per_epoch,
+                    max_epochs: a.max_epochs,
+                    patience: a.patience,
+                    seed: a.seed,
+                    device,
+                    max_seconds: Some(a.max_minutes * 60.0),
+                    ..TrainConfig::default()
+                },
+                ucs_head: a.ucs_head,
+                train_half: a.train_half,
+                no_eval: a.no_eval,
+                out: a.out.clone(),
+                command: command.join(" "),
+            };
+            let r = sfxtag_train::finetune::run(&opts, |l| eprintln!("{l}"))?;
+            print!("{}", sfxtag_train::finetune::markdown(&r));
+            println!(
+                "wrote {} ({:.1} s on {device:?})",
+                a.out.display(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        Command::Pack(a) => {
+            let s = sfxtag_train::gpu_run::pack(&a.cache, &a.out, a.max_frames, a.max_mib << 20)?;
+            println!(
+                "wrote {}: {} datasets, {} clips, {} frames, {:.1} MiB ({:.1} s)",
+                a.out.display(),
+                s.datasets,
+                s.clips,
+                s.frames,
+                s.bytes as f64 / 1048576.0,
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        Command::GpuRun(a) => {
+            let device = device(&a.device)?;
+            let opts = sfxtag_train::gpu_run::GridOptions {
+                pack: a.pack,
+                out: a.out.clone(),
+                device,
+                tiny: a.tiny,
+                minutes: a.minutes,
+                init: a.init,
+                batch: a.batch,
+                seed: a.seed,
+                only: a.only,
+            };
+            let r = sfxtag_train::gpu_run::run(&opts, |l| eprintln!("{l}"))?;
+            print!("{}", sfxtag_train::gpu_run::markdown(&r));
+            println!(
+                "wrote {} ({:.1} s on {device:?})",
+                a.out.display(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        Command::BenchBlock4(a) => {
+            let threads = a.threads.unwrap_or_else(cpu_count);
+            tch::set_num_threads(threads as i32);
+            let r = sfxtag_train::finetune::bench_block4(a.batch, a.classes, a.warmup, a.steps)?;
+            if a.json {
+                println!(
+                    "{{\"impl\":\"tch\",\"threads\":{threads},\"batch\":{},\"steps\":{},\"ms_per_step\":{:.3},\"samples_per_s\":{:.2}}}",
+                    a.batch, a.steps, r.0, r.1
+                );
+            } else {
+                println!(
+                    "block 4 + head, batch {}, {threads} threads: {:.1} ms per step, {:.1} samples/s",
+                    a.batch, r.0, r.1
+                );
+            }
+        }
+        Command::Train(a) => {
+            let device = device(&a.device)?;
             let cfg = TrainConfig {
                 scenario: a.scenario,
                 loss: experiment::parse_loss(&a.loss)?,

@@ -101,6 +101,8 @@ pub struct EmbedOptions {
     pub max_windows: usize,
     pub threads: usize,
     pub progress: bool,
+    /// Where the stores go instead of `<cache>/embeddings` (embeddings of another encoder).
+    pub store: Option<PathBuf>,
 }
 
 /// The encoder of a model directory, as the trainer runs it.
@@ -199,8 +201,12 @@ pub fn pick_windows(n: usize, max: usize) -> Vec<usize> {
     (0..max).map(|i| i * (n - 1) / (max - 1)).collect()
 }
 
-fn store_dir(cache: &Path, variant: &Variant) -> PathBuf {
-    cache.join("embeddings").join(variant.name())
+/// `<root>/<variant>`, with `root` the given store folder or `<cache>/embeddings`.
+pub fn store_dir(cache: &Path, store: Option<&Path>, variant: &Variant) -> PathBuf {
+    store
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| cache.join("embeddings"))
+        .join(variant.name())
 }
 
 /// A stable key of what a dataset's rows are made from.
@@ -301,7 +307,7 @@ pub fn embed(opts: &EmbedOptions) -> Result<()> {
     let enc = EncoderSpec::load(&opts.model)?;
     let index = CorpusIndex::load(&opts.cache)?;
     let excluded = corpus::dedup::excluded(&opts.cache)?;
-    let dir = store_dir(&opts.cache, &opts.variant);
+    let dir = store_dir(&opts.cache, opts.store.as_deref(), &opts.variant);
     fs::create_dir_all(&dir)?;
     let pool = match opts.variant {
         Variant::Clean => Vec::new(),
@@ -524,10 +530,11 @@ impl Store {
         &self.aux_rows[r * a..(r + 1) * a]
     }
 
-    /// Loads every dataset of a variant (all of the corpus index, in its order).
-    pub fn load(cache: &Path, variant: &Variant) -> Result<Self> {
+    /// Loads every dataset of a variant (all of the corpus index, in its order) from `store`
+    /// (default `<cache>/embeddings`).
+    pub fn load(cache: &Path, store: Option<&Path>, variant: &Variant) -> Result<Self> {
         let index = CorpusIndex::load(cache)?;
-        let dir = store_dir(cache, variant);
+        let dir = store_dir(cache, store, variant);
         let mut st = Store {
             dim: 0,
             aux: Vec::new(),

@@ -122,6 +122,10 @@ pub struct EvalOptions {
     pub fixtures: Option<PathBuf>,
     /// Evaluate at most this many folds (quick experiments; 0: only the fixtures).
     pub max_folds: Option<usize>,
+    /// Evaluate only these source groups' folds (e.g. those an encoder never trained on).
+    pub folds: Vec<String>,
+    /// The embeddings' folder instead of `<cache>/embeddings` (another encoder's).
+    pub store: Option<PathBuf>,
     pub progress: bool,
 }
 
@@ -144,6 +148,8 @@ impl EvalOptions {
             methods: Method::ALL.to_vec(),
             fixtures: None,
             max_folds: None,
+            folds: Vec::new(),
+            store: None,
             progress: true,
         }
     }
@@ -322,8 +328,8 @@ impl Setup {
             &enc.manifest.encoder.embedding_mean,
             &enc.manifest.encoder.embedding_std,
         );
-        let clean = Store::load(&opts.cache, &Variant::Clean)?;
-        let noisy = Store::load(&opts.cache, &opts.noisy)?;
+        let clean = Store::load(&opts.cache, opts.store.as_deref(), &Variant::Clean)?;
+        let noisy = Store::load(&opts.cache, opts.store.as_deref(), &opts.noisy)?;
         let lab = Labelled::new(&clean)?;
         let dim = clean.dim;
         let mut z = zscore_rows(&clean, mean, std);
@@ -702,6 +708,12 @@ pub fn run(
         } else {
             report.train_only.push(name.clone());
         }
+    }
+    if !opts.folds.is_empty() {
+        if let Some(f) = opts.folds.iter().find(|f| !lab.groups.contains(f)) {
+            bail!("--folds: '{f}' is not a source group of the corpus");
+        }
+        folds.retain(|&g| opts.folds.contains(&lab.groups[g]));
     }
     if let Some(n) = opts.max_folds {
         folds.truncate(n);

@@ -151,8 +151,7 @@ pub fn fit(opts: &FitOptions, setup: &Setup, report: &EvalReport) -> Result<Stri
     // made them; the graph feeds its heads the raw embedding, so those statistics (not the
     // exported model's own, which describe its published embeddings) fold into the first layer.
     let (mean, std) = (&setup.zscore_mean, &setup.zscore_std);
-    let mut weights = sfxtag_export::aisfx::load_checkpoint(&opts.aisfx_checkpoint)
-        .with_context(|| format!("loading {}", opts.aisfx_checkpoint.display()))?;
+    let mut weights = crate::trunk::load_weights(&opts.aisfx_checkpoint)?;
     let head = |name: &str, m: &Mlp| Head {
         name: name.into(),
         layers: fold_zscore(&m.layers(), mean, std),
