@@ -25,8 +25,8 @@ use tch::{Device, Kind};
 const MAGIC: &[u8; 8] = b"SFXPACK1";
 /// Bump when the pack layout changes.
 pub const PACK_VERSION: u32 = 1;
-/// Default frames kept per clip (two windows).
-pub const DEFAULT_MAX_FRAMES: usize = 200;
+/// Default frames kept per clip (4 s: most clips are shorter).
+pub const DEFAULT_MAX_FRAMES: usize = 400;
 /// Default size limit of a pack (what a GPU run can carry beside the binary).
 pub const DEFAULT_MAX_BYTES: u64 = 50 * 1024 * 1024;
 
@@ -354,7 +354,9 @@ fn datasets(p: &Pack, tiny: bool) -> Vec<Dataset> {
     if usable(&ucs) {
         out.push(ucs);
     }
-    out.extend(natives.into_iter().filter(usable));
+    // Tiny: three sources are enough to run every scenario.
+    let sources = if tiny { 3 } else { usize::MAX };
+    out.extend(natives.into_iter().filter(usable).take(sources));
     out
 }
 
