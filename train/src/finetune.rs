@@ -387,16 +387,98 @@ pub fn bench_block4(batch: usize, classes: i64, warmup: usize, steps: usize) -> 
     Ok((ms, batch as f64 * 1000.0 / ms))
 }
 
-/// Mean of `f` over rows of `model` (and of `seen` groups when given).
-fn mean(r: &FinetuneResults, model: &str, seen: Option<bool>, f: fn(&EvalRow) -> f64) -> f64 {
+/// Datasets whose test split has fewer windows are left out of the "scored" means: a split of
+/// one or two windows scores a macro-F1 of 0 or 1 by chance and would swamp the mean.
+pub const MIN_TEST_WINDOWS: usize = 10;
+
+/// Mean of `f` over rows of `model` with at least `min_windows` test windows (and of `seen`
+/// groups when given).
+fn mean(
+    r: &FinetuneResults,
+    model: &str,
+    seen: Option<bool>,
+    min_windows: usize,
+    f: fn(&EvalRow) -> f64,
+) -> f64 {
     let v: Vec<f64> = r
         .rows
         .iter()
         .filter(|x| x.model == model && seen.is_none_or(|s| x.seen == s))
+        .filter(|x| x.test_windows >= min_windows)
         .map(f)
         .filter(|v| v.is_finite())
         .collect();
     v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// Number of datasets in a mean (as [`mean`] counts them).
+fn count(r: &FinetuneResults, seen: Option<bool>, min_windows: usize) -> usize {
+    r.rows
+        .iter()
+        .filter(|x| x.model == "fine-tuned" && seen.is_none_or(|s| x.seen == s))
+        .filter(|x| x.test_windows >= min_windows && x.macro_f1.is_finite())
+        .count()
+}
+
+/// 1-based epoch of the best validation loss.
+fn best_epoch(r: &FinetuneResults) -> Option<usize> {
+    r.epochs
+        .iter()
+        .min_by(|a, b| a.2.total_cmp(&b.2))
+        .map(|e| e.0)
+}
+
+/// One line per run, side by side: setup, training, and the paper's kNN macro-F1 (frozen →
+/// fine-tuned) over the datasets with ≥ [`MIN_TEST_WINDOWS`] test windows, for the source
+/// groups the encoder trained on and for those it never heard.
+pub fn compare(runs: &[(String, FinetuneResults)]) -> String {
+    let mut s = format!(
+        "kNN macro-F1 per dataset (paper protocol), mean over datasets with ≥ {MIN_TEST_WINDOWS} test windows, frozen aiSFX → fine-tuned.\n\n\
+         | run | scenario | loss | dataset BN | FDR β | epochs (best) | training s | samples/s | seen groups | held-out groups | all | DBI, all |\n\
+         | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+    );
+    for (name, r) in runs {
+        let f = |model, seen| mean(r, model, seen, MIN_TEST_WINDOWS, |x| x.macro_f1);
+        let pair = |seen| {
+            format!(
+                "{:.3} → {:.3} ({})",
+                f("frozen aiSFX", seen),
+                f("fine-tuned", seen),
+                count(r, seen, MIN_TEST_WINDOWS)
+            )
+        };
+        let dbi = |model| mean(r, model, None, MIN_TEST_WINDOWS, |x| x.davies_bouldin);
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} | {} | {} ({}) | {:.0} | {:.1} | {} | {} | {} | {:.2} → {:.2} |",
+            r.scenario,
+            r.loss,
+            if r.dataset_bn { "yes" } else { "no" },
+            r.fdr_beta.map(|b| b.to_string()).unwrap_or_else(|| "off".into()),
+            r.epochs.len(),
+            best_epoch(r).map(|e| e.to_string()).unwrap_or_else(|| "–".into()),
+            r.train_seconds,
+            r.samples_per_s,
+            pair(Some(true)),
+            pair(Some(false)),
+            pair(None),
+            dbi("frozen aiSFX"),
+            dbi("fine-tuned"),
+        );
+    }
+    s
+}
+
+/// Reads a run's `results.json` and rewrites its `results.md` with this version's [`markdown`].
+pub fn refresh_report(dir: &std::path::Path) -> Result<FinetuneResults> {
+    let path = dir.join("results.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (a `finetune` output folder?)", path.display()))?;
+    let r: FinetuneResults =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let md = dir.join("results.md");
+    std::fs::write(&md, markdown(&r)).with_context(|| format!("writing {}", md.display()))?;
+    Ok(r)
 }
 
 /// The results as Markdown: setup, training, per-dataset table and means.
@@ -443,19 +525,29 @@ pub fn markdown(r: &FinetuneResults) -> String {
             );
         }
     }
-    for (label, seen) in [
-        ("all", None),
-        ("seen groups", Some(true)),
-        ("held-out groups", Some(false)),
+    for (min_windows, what) in [
+        (1, String::new()),
+        (
+            MIN_TEST_WINDOWS,
+            format!(", ≥ {MIN_TEST_WINDOWS} test windows"),
+        ),
     ] {
-        let _ = writeln!(
-            s,
-            "| **mean, {label}** | | | {:.3} | {:.3} | {:.2} | {:.2} | |",
-            mean(r, "frozen aiSFX", seen, |x| x.macro_f1),
-            mean(r, "fine-tuned", seen, |x| x.macro_f1),
-            mean(r, "frozen aiSFX", seen, |x| x.davies_bouldin),
-            mean(r, "fine-tuned", seen, |x| x.davies_bouldin),
-        );
+        for (label, seen) in [
+            ("all", None),
+            ("seen groups", Some(true)),
+            ("held-out groups", Some(false)),
+        ] {
+            let m = |model, f| mean(r, model, seen, min_windows, f);
+            let _ = writeln!(
+                s,
+                "| **mean, {label}{what}** ({} datasets) | | | {:.3} | {:.3} | {:.2} | {:.2} | |",
+                count(r, seen, min_windows),
+                m("frozen aiSFX", |x| x.macro_f1),
+                m("fine-tuned", |x| x.macro_f1),
+                m("frozen aiSFX", |x| x.davies_bouldin),
+                m("fine-tuned", |x| x.davies_bouldin),
+            );
+        }
     }
     s
 }
@@ -470,5 +562,58 @@ mod tests {
         let [a, b] = encoder_halves(&g);
         assert_eq!(a, ["a", "c", "e"]);
         assert_eq!(b, ["b", "d"]);
+    }
+
+    fn row(dataset: &str, seen: bool, model: &str, f1: f64, windows: usize) -> EvalRow {
+        EvalRow {
+            dataset: dataset.into(),
+            group: dataset.into(),
+            seen,
+            model: model.into(),
+            macro_f1: f1,
+            davies_bouldin: 0.5,
+            test_windows: windows,
+        }
+    }
+
+    #[test]
+    fn means_leave_out_tiny_test_splits_and_compare_lists_every_run() {
+        let r = FinetuneResults {
+            command: "finetune".into(),
+            scenario: "XJoint".into(),
+            loss: "ce".into(),
+            dataset_bn: false,
+            fdr_beta: None,
+            lr: 1e-4,
+            batch: 64,
+            train_half: Some(0),
+            trained_groups: vec!["a".into()],
+            held_out_groups: vec!["b".into(), "c".into()],
+            heads: vec![],
+            dropped: vec![],
+            epochs: vec![(1, 2.0, 1.5), (2, 1.0, 1.2), (3, 0.5, 1.3)],
+            best_val_loss: 1.2,
+            train_seconds: 60.0,
+            samples_per_s: 100.0,
+            rows: vec![
+                row("a", true, "frozen aiSFX", 0.4, 30),
+                row("a", true, "fine-tuned", 0.6, 30),
+                row("b", false, "frozen aiSFX", 0.5, 20),
+                row("b", false, "fine-tuned", 0.7, 20),
+                // One test window: 1.0 by chance, left out of the scored means.
+                row("c", false, "frozen aiSFX", 1.0, 1),
+                row("c", false, "fine-tuned", 1.0, 1),
+            ],
+        };
+        assert!((mean(&r, "fine-tuned", Some(false), 1, |x| x.macro_f1) - 0.85).abs() < 1e-9);
+        assert!((mean(&r, "fine-tuned", Some(false), 10, |x| x.macro_f1) - 0.7).abs() < 1e-9);
+        assert_eq!(count(&r, None, MIN_TEST_WINDOWS), 2);
+        assert_eq!(best_epoch(&r), Some(2));
+        let t = compare(&[("one".into(), r.clone()), ("two".into(), r.clone())]);
+        assert!(t.contains("| one | XJoint | ce | no | off | 3 (2) | 60 | 100.0 | 0.400 → 0.600 (1) | 0.500 → 0.700 (1) | 0.450 → 0.650 (2) |"), "{t}");
+        assert!(t.contains("| two |"));
+        assert!(markdown(&r).contains(
+            "**mean, held-out groups, ≥ 10 test windows** (1 datasets) | | | 0.500 | 0.700 |"
+        ));
     }
 }

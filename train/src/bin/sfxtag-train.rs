@@ -79,6 +79,12 @@ Needs `corpus fetch`, `prepare --any-dataset` and `corpus dedup` first. Writes C
 
 Then: sfxtag-export --weights OUT/encoder.safetensors … and `embed`/`heads --store` on it.")]
     Finetune(FinetuneArgs),
+    /// Compare `finetune` runs side by side (one Markdown row each: setup, epochs, samples/s,
+    /// frozen → fine-tuned kNN macro-F1 on seen and held-out sources) and rewrite each run's
+    /// results.md from its results.json.
+    #[command(after_help = "Example:
+  sfxtag-train finetune-report runs/ft-*")]
+    FinetuneReport(FinetuneReportArgs),
     /// Pack the prepared corpus for a GPU run: every clip's first frames as u8 log-mel with one
     /// scale, gzip-compressed into one file (default at most 50 MiB).
     #[command(after_help = "Example:
@@ -182,6 +188,13 @@ struct TrunkArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Args)]
+struct FinetuneReportArgs {
+    /// Output folders of `finetune` runs (each holding results.json), in the order to list them.
+    #[arg(required = true, value_name = "RUN")]
+    runs: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -795,6 +808,18 @@ fn main() -> Result<()> {
                 a.out.display(),
                 t0.elapsed().as_secs_f64()
             );
+        }
+        Command::FinetuneReport(a) => {
+            let mut runs = Vec::new();
+            for dir in &a.runs {
+                let r = sfxtag_train::finetune::refresh_report(dir)?;
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| dir.display().to_string());
+                runs.push((name, r));
+            }
+            print!("{}", sfxtag_train::finetune::compare(&runs));
         }
         Command::Pack(a) => {
             let s = sfxtag_train::gpu_run::pack(&a.cache, &a.out, a.max_frames, a.max_mib << 20)?;
