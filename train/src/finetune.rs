@@ -167,9 +167,16 @@ pub struct EvalRow {
     /// Whether the fine-tuned encoder trained on this dataset's group.
     pub seen: bool,
     pub model: String,
+    // NaN (a score that cannot be computed) is written as JSON null.
+    #[serde(deserialize_with = "nan_if_null")]
     pub macro_f1: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub davies_bouldin: f64,
     pub test_windows: usize,
+}
+
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// What `finetune` wrote into `out/results.json`.
@@ -612,6 +619,12 @@ mod tests {
         let t = compare(&[("one".into(), r.clone()), ("two".into(), r.clone())]);
         assert!(t.contains("| one | XJoint | ce | no | off | 3 (2) | 60 | 100.0 | 0.400 → 0.600 (1) | 0.500 → 0.700 (1) | 0.450 → 0.650 (2) |"), "{t}");
         assert!(t.contains("| two |"));
+        // NaN scores go out as null and come back as NaN.
+        let mut n = r.clone();
+        n.rows[0].davies_bouldin = f64::NAN;
+        let back: FinetuneResults =
+            serde_json::from_str(&serde_json::to_string(&n).unwrap()).unwrap();
+        assert!(back.rows[0].davies_bouldin.is_nan());
         assert!(markdown(&r).contains(
             "**mean, held-out groups, ≥ 10 test windows** (1 datasets) | | | 0.500 | 0.700 |"
         ));
