@@ -85,6 +85,13 @@ Then: sfxtag-export --weights OUT/encoder.safetensors … and `embed`/`heads --s
     #[command(after_help = "Example:
   sfxtag-train finetune-report runs/ft-*")]
     FinetuneReport(FinetuneReportArgs),
+    /// Compare two `heads` evaluations over the folds both hold (e.g. the frozen encoder's
+    /// embeddings and a fine-tuned encoder's): mean top-1 of each per method and variant, the
+    /// paired per-fold difference ± one standard error, and a verdict (a difference within one
+    /// standard error is a tie).
+    #[command(after_help = "Example:
+  sfxtag-train heads-compare runs/frozen-h1/loso runs/ft-ucs/loso")]
+    HeadsCompare(HeadsCompareArgs),
     /// Pack the prepared corpus for a GPU run: every clip's first frames as u8 log-mel with one
     /// scale, gzip-compressed into one file (default at most 50 MiB).
     #[command(after_help = "Example:
@@ -188,6 +195,14 @@ struct TrunkArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Args)]
+struct HeadsCompareArgs {
+    /// `heads --out` folder (or its loso.json): A, the baseline.
+    a: PathBuf,
+    /// `heads --out` folder (or its loso.json): B, compared with A.
+    b: PathBuf,
 }
 
 #[derive(Args)]
@@ -807,6 +822,25 @@ fn main() -> Result<()> {
                 "wrote {} ({:.1} s on {device:?})",
                 a.out.display(),
                 t0.elapsed().as_secs_f64()
+            );
+        }
+        Command::HeadsCompare(a) => {
+            use sfxtag_train::heads::compare;
+            let rows = compare::compare(&compare::read_report(&a.a)?, &compare::read_report(&a.b)?);
+            if rows.is_empty() {
+                anyhow::bail!(
+                    "{} and {} share no method and variant with two or more common folds",
+                    a.a.display(),
+                    a.b.display()
+                );
+            }
+            print!(
+                "{}",
+                compare::markdown(
+                    &a.a.display().to_string(),
+                    &a.b.display().to_string(),
+                    &rows
+                )
             );
         }
         Command::FinetuneReport(a) => {

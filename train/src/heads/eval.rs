@@ -1289,13 +1289,10 @@ pub fn choose_default(c: &[Candidate]) -> Option<Method> {
             .iter()
             .filter_map(|(g, b)| x.clean.get(g).map(|v| b - v))
             .collect();
-        if d.len() < 2 {
-            return std::ptr::eq(x, best);
+        match super::compare::paired_mean_se(&d) {
+            Some((mu, se)) => mu <= se,
+            None => std::ptr::eq(x, best),
         }
-        let n = d.len() as f64;
-        let mu = d.iter().sum::<f64>() / n;
-        let se = (d.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt();
-        mu <= se
     };
     c.iter()
         .filter(|x| tied(x))
