@@ -427,6 +427,18 @@ fn count(r: &FinetuneResults, seen: Option<bool>, min_windows: usize) -> usize {
         .count()
 }
 
+/// `XJoint` (as results.json stores a scenario) → `x-joint` (as the command line writes it).
+fn kebab(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
 /// 1-based epoch of the best validation loss.
 fn best_epoch(r: &FinetuneResults) -> Option<usize> {
     r.epochs
@@ -458,7 +470,7 @@ pub fn compare(runs: &[(String, FinetuneResults)]) -> String {
         let _ = writeln!(
             s,
             "| {name} | {} | {} | {} | {} | {} ({}) | {:.0} | {:.1} | {} | {} | {} | {:.2} → {:.2} |",
-            r.scenario,
+            kebab(&r.scenario),
             r.loss,
             if r.dataset_bn { "yes" } else { "no" },
             r.fdr_beta.map(|b| b.to_string()).unwrap_or_else(|| "off".into()),
@@ -616,8 +628,9 @@ mod tests {
         assert!((mean(&r, "fine-tuned", Some(false), 10, |x| x.macro_f1) - 0.7).abs() < 1e-9);
         assert_eq!(count(&r, None, MIN_TEST_WINDOWS), 2);
         assert_eq!(best_epoch(&r), Some(2));
+        assert_eq!(kebab("UcsTransfer"), "ucs-transfer");
         let t = compare(&[("one".into(), r.clone()), ("two".into(), r.clone())]);
-        assert!(t.contains("| one | XJoint | ce | no | off | 3 (2) | 60 | 100.0 | 0.400 → 0.600 (1) | 0.500 → 0.700 (1) | 0.450 → 0.650 (2) |"), "{t}");
+        assert!(t.contains("| one | x-joint | ce | no | off | 3 (2) | 60 | 100.0 | 0.400 → 0.600 (1) | 0.500 → 0.700 (1) | 0.450 → 0.650 (2) |"), "{t}");
         assert!(t.contains("| two |"));
         // NaN scores go out as null and come back as NaN.
         let mut n = r.clone();

@@ -1356,6 +1356,9 @@ impl EvalReport {
                 d - a,
                 a
             );
+        } else {
+            // Without baseline (a) there is no default line; the table still needs its blank line.
+            s.push('\n');
         }
         let _ = writeln!(s, "### Top-1 per source (clean / noisy)\n");
         let methods: Vec<&String> = self.scores.keys().collect();
