@@ -210,18 +210,7 @@ pub fn run(
             cfg.lr,
             cfg.metric_weight
         );
-        let trained = trainer::train(datasets, &cfg, |e| {
-            eprintln!(
-                "  epoch {:>3}{}: train loss {:.4}, validation loss {:.4}",
-                e.epoch,
-                e.dataset
-                    .as_deref()
-                    .map(|d| format!(" [{d}]"))
-                    .unwrap_or_default(),
-                e.train_loss,
-                e.val_loss
-            )
-        })?;
+        let trained = trainer::train(datasets, &cfg, |e| eprintln!("  {e}"))?;
         if best
             .as_ref()
             .is_none_or(|(b, _)| trained.best_val_loss < b.best_val_loss)

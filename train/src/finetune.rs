@@ -272,17 +272,7 @@ pub fn run(opts: &FinetuneOptions, mut log: impl FnMut(&str)) -> Result<Finetune
     let mut samples = 0usize;
     let trained = trainer::train(&train_sets, &cfg, |e: &EpochLog| {
         samples += e.samples;
-        log(&format!(
-            "epoch {:>3}{}: train loss {:.4}, validation loss {:.4}, {:.1} samples/s",
-            e.epoch,
-            e.dataset
-                .as_deref()
-                .map(|d| format!(" [{d}]"))
-                .unwrap_or_default(),
-            e.train_loss,
-            e.val_loss,
-            e.samples as f64 / e.seconds.max(1e-9)
-        ))
+        log(&e.to_string());
     })?;
     let train_seconds = start.elapsed().as_secs_f64();
     std::fs::create_dir_all(&opts.out)

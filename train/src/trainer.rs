@@ -206,6 +206,23 @@ pub struct EpochLog {
     pub seconds: f64,
 }
 
+impl std::fmt::Display for EpochLog {
+    /// `epoch   3 [dataset]: train loss …, validation loss …, … samples/s`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "epoch {:>3}", self.epoch)?;
+        if let Some(d) = &self.dataset {
+            write!(f, " [{d}]")?;
+        }
+        write!(
+            f,
+            ": train loss {:.4}, validation loss {:.4}, {:.1} samples/s",
+            self.train_loss,
+            self.val_loss,
+            self.samples as f64 / self.seconds.max(1e-9)
+        )
+    }
+}
+
 /// A trained model and its history.
 pub struct Trained {
     pub vs: nn::VarStore,
