@@ -4,13 +4,16 @@
 //!
 //! Windows are the daemon's (100 frames, 50 % overlap), at most `max_windows` per clip, evenly
 //! spaced; with `offset_pass` a second set starts 25 frames later (more variety for the same
-//! clips). Per dataset, under `<cache>/trunk/`: `<dataset>.f16` (rows of [`ROW_BYTES`], f16
+//! clips). The noisy variant runs the same windows of each clip mixed with an ambience of another
+//! source group (as `embed --noisy` mixes them), so a block 4 can be scored on noisy audio
+//! without running the whole encoder again; it lives in a sub-folder named after the variant.
+//! Per dataset, under `<cache>/trunk/` (or `<cache>/trunk/<variant>/`): `<dataset>.f16` (rows of [`ROW_BYTES`], f16
 //! little-endian, C × T × F order) and `<dataset>.json` ([`TrunkIndex`]). A re-run reuses every
 //! dataset whose prepared clips, duplicate list, encoder and settings are unchanged, so an
 //! interrupted build resumes where it stopped.
 
 use crate::corpus::{self, CorpusIndex};
-use crate::heads::embed::pick_windows;
+use crate::heads::embed::{self, pick_windows, Variant};
 use crate::model::{self, Cnn9, TRUNK_SHAPE};
 use crate::prepare::{self, Split};
 use anyhow::{bail, Context, Result};
@@ -119,6 +122,9 @@ pub struct TrunkClip {
     pub split: Split,
     pub first: usize,
     pub windows: usize,
+    /// The source group of the ambience mixed in (noisy variant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_group: Option<String>,
 }
 
 /// `<dataset>.json` of the trunk cache.
@@ -130,10 +136,23 @@ pub struct TrunkIndex {
     pub group: String,
     /// sha256 of the weights file blocks 1–3 come from.
     pub encoder_sha256: String,
+    /// [`trunk_tensors_sha256`] of those weights: what a block 4 run on this cache must share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trunk_tensors_sha256: Option<String>,
     pub input_key: String,
     pub max_windows: usize,
     pub offset_pass: bool,
     pub clips: Vec<TrunkClip>,
+    /// `clean`, or the noisy variant's name (`noisy-snr10-seed1`).
+    #[serde(default = "clean_variant")]
+    pub variant: String,
+    /// Clips that gave no window (unreadable audio in the noisy pass), with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<(String, String)>,
+}
+
+fn clean_variant() -> String {
+    Variant::Clean.name()
 }
 
 /// What `trunk` does.
@@ -144,13 +163,23 @@ pub struct TrunkOptions {
     pub weights: PathBuf,
     pub max_windows: usize,
     pub offset_pass: bool,
+    /// Clean audio (the mel cache), or every clip mixed with an ambience first.
+    pub variant: Variant,
     pub threads: usize,
     pub progress: bool,
 }
 
-/// Folder of the trunk cache.
+/// Folder of the (clean) trunk cache.
 pub fn trunk_dir(cache: &Path) -> PathBuf {
     cache.join("trunk")
+}
+
+/// Folder of a variant of the trunk cache: the clean one, or a sub-folder per noisy variant.
+pub fn variant_dir(cache: &Path, variant: &Variant) -> PathBuf {
+    match variant {
+        Variant::Clean => trunk_dir(cache),
+        Variant::Noisy { .. } => trunk_dir(cache).join(variant.name()),
+    }
 }
 
 /// The trunk (blocks 1–3, inference mode) with `w`'s weights.
@@ -227,6 +256,25 @@ pub fn clip_windows(mel: &[MelFrame], max: usize, offset_pass: bool) -> Vec<Box<
     out
 }
 
+/// sha256 of blocks 1–3's tensors (names, shapes, f32 values): equal for the released weights
+/// and for every encoder `finetune` writes from them, whatever block 4 holds.
+pub fn trunk_tensors_sha256(w: &Cnn9Weights) -> String {
+    let mut bytes = Vec::new();
+    for (name, shape, data) in w.named_tensors() {
+        if !["encoder.block1.", "encoder.block2.", "encoder.block3."]
+            .iter()
+            .any(|b| name.starts_with(b))
+        {
+            continue;
+        }
+        bytes.extend_from_slice(format!("{name}{shape:?}").as_bytes());
+        for v in data {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    sfxtag_core::manifest::sha256_hex(&bytes)
+}
+
 /// What a dataset's rows are made from.
 fn input_key(
     idx: &prepare::PreparedIndex,
@@ -253,6 +301,8 @@ pub struct BuildSummary {
     pub clips: usize,
     pub windows: usize,
     pub bytes: u64,
+    /// Clips that gave no window (unreadable audio in the noisy pass).
+    pub skipped: usize,
 }
 
 /// Builds (or completes) the trunk cache of every prepared dataset of the corpus.
@@ -261,11 +311,17 @@ pub fn build(opts: &TrunkOptions) -> Result<BuildSummary> {
     let weights_bytes = fs::read(&opts.weights)
         .with_context(|| format!("cannot read {}", opts.weights.display()))?;
     let sha = sfxtag_core::manifest::sha256_hex(&weights_bytes);
-    let trunk = Trunk::new(&load_weights(&opts.weights)?)?;
+    let weights = load_weights(&opts.weights)?;
+    let tensors_sha = trunk_tensors_sha256(&weights);
+    let trunk = Trunk::new(&weights)?;
     let index = CorpusIndex::load(&opts.cache)?;
     let excluded = corpus::dedup::excluded(&opts.cache)?;
-    let dir = trunk_dir(&opts.cache);
+    let dir = variant_dir(&opts.cache, &opts.variant);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let pool = match opts.variant {
+        Variant::Clean => Vec::new(),
+        Variant::Noisy { .. } => embed::ambience_pool(&index, &opts.cache, &excluded)?,
+    };
     let mut summary = BuildSummary::default();
     // Plan first, so the progress bar knows the whole job.
     let mut todo = Vec::new();
@@ -283,18 +339,34 @@ pub fn build(opts: &TrunkOptions) -> Result<BuildSummary> {
         let key = input_key(
             &pidx,
             &excluded,
-            &format!("{}|{}|{sha}", opts.max_windows, opts.offset_pass),
+            &match opts.variant {
+                // (The clean key predates the variants: caches built before stay valid.)
+                Variant::Clean => format!("{}|{}|{sha}", opts.max_windows, opts.offset_pass),
+                Variant::Noisy { .. } => format!(
+                    "{}|{}|{sha}|{}",
+                    opts.max_windows,
+                    opts.offset_pass,
+                    opts.variant.name()
+                ),
+            },
         );
         let json = dir.join(format!("{}.json", d.name));
-        let reusable = fs::read(&json)
+        let old = fs::read(&json)
             .ok()
             .and_then(|b| serde_json::from_slice::<TrunkIndex>(&b).ok())
-            .is_some_and(|old| {
+            .filter(|old| {
                 old.version == TRUNK_VERSION
                     && old.input_key == key
                     && dir.join(format!("{}.f16", d.name)).exists()
             });
-        if reusable {
+        if let Some(mut old) = old {
+            // The key holds the weights file's hash, so an index from before the blocks 1–3
+            // record was kept can be given it now.
+            if old.trunk_tensors_sha256.is_none() {
+                old.trunk_tensors_sha256 = Some(tensors_sha.clone());
+                fs::write(&json, serde_json::to_vec(&old)?)
+                    .with_context(|| format!("cannot write {}", json.display()))?;
+            }
             summary.datasets_reused += 1;
             continue;
         }
@@ -320,7 +392,11 @@ pub fn build(opts: &TrunkOptions) -> Result<BuildSummary> {
     };
     for (name, group, pidx, key) in todo {
         pb.set_message(name.clone());
-        let prepared = prepare::load_prepared(&opts.cache, &name)?;
+        // The clean variant reads the mel cache; the noisy one decodes and mixes each clip.
+        let prepared = match opts.variant {
+            Variant::Clean => Some(prepare::load_prepared(&opts.cache, &name)?),
+            Variant::Noisy { .. } => None,
+        };
         let f16 = dir.join(format!("{name}.f16"));
         let tmp = dir.join(format!("{name}.f16.tmp"));
         let mut w = std::io::BufWriter::new(
@@ -340,11 +416,39 @@ pub fn build(opts: &TrunkOptions) -> Result<BuildSummary> {
             pending.clear();
             Ok(())
         };
-        for c in &prepared.clips {
+        let mut skipped = Vec::new();
+        for (k, c) in pidx.clips.iter().enumerate() {
             if excluded.contains(&(name.clone(), c.rel_path.clone())) {
                 continue;
             }
-            let windows = clip_windows(&c.mel, opts.max_windows, opts.offset_pass);
+            let (windows, noise_group) = match (&prepared, opts.variant) {
+                (Some(p), _) => {
+                    // The prepared clips are the index's, in its order.
+                    let mel = p
+                        .clips
+                        .get(k)
+                        .filter(|m| m.rel_path == c.rel_path)
+                        .map(|m| &m.mel)
+                        .with_context(|| {
+                            format!("{name}: {} missing from the mel cache", c.rel_path)
+                        })?;
+                    (clip_windows(mel, opts.max_windows, opts.offset_pass), None)
+                }
+                (None, Variant::Noisy { snr_db, seed }) => {
+                    match embed::noisy_mel(c, &group, &pool, snr_db, seed) {
+                        Ok((mel, ng)) => (
+                            clip_windows(&mel, opts.max_windows, opts.offset_pass),
+                            Some(ng),
+                        ),
+                        Err(e) => {
+                            skipped.push((c.rel_path.clone(), format!("{e:#}")));
+                            pb.inc(c.frames);
+                            continue;
+                        }
+                    }
+                }
+                (None, Variant::Clean) => unreachable!("the clean variant has its mel cache"),
+            };
             clips.push(TrunkClip {
                 rel_path: c.rel_path.clone(),
                 native_label: c.native_label.clone(),
@@ -352,13 +456,14 @@ pub fn build(opts: &TrunkOptions) -> Result<BuildSummary> {
                 split: c.split,
                 first: row,
                 windows: windows.len(),
+                noise_group,
             });
             row += windows.len();
             pending.extend(windows);
             if pending.len() >= BATCH {
                 flush(&mut pending, &mut w)?;
             }
-            pb.inc(c.mel.len() as u64);
+            pb.inc(c.frames);
         }
         flush(&mut pending, &mut w)?;
         w.into_inner()
@@ -375,11 +480,23 @@ pub fn build(opts: &TrunkOptions) -> Result<BuildSummary> {
             dataset: name.clone(),
             group,
             encoder_sha256: sha.clone(),
+            trunk_tensors_sha256: Some(tensors_sha.clone()),
             input_key: key,
             max_windows: opts.max_windows,
             offset_pass: opts.offset_pass,
             clips,
+            variant: opts.variant.name(),
+            skipped,
         };
+        if !idx.skipped.is_empty() {
+            pb.println(format!(
+                "{name}: {} clip(s) skipped, e.g. {}: {}",
+                idx.skipped.len(),
+                idx.skipped[0].0,
+                idx.skipped[0].1
+            ));
+            summary.skipped += idx.skipped.len();
+        }
         let json = dir.join(format!("{name}.json"));
         fs::write(&json, serde_json::to_vec(&idx)?)
             .with_context(|| format!("cannot write {}", json.display()))?;
@@ -395,15 +512,25 @@ pub struct TrunkDataset {
     pub rows: std::sync::Arc<TrunkRows>,
 }
 
-/// Opens every dataset of the trunk cache (sorted by name).
+/// Opens every dataset of the (clean) trunk cache (sorted by name).
 pub fn open(cache: &Path) -> Result<Vec<TrunkDataset>> {
-    let dir = trunk_dir(cache);
+    open_variant(cache, &Variant::Clean)
+}
+
+/// Opens every dataset of a variant of the trunk cache (sorted by name).
+pub fn open_variant(cache: &Path, variant: &Variant) -> Result<Vec<TrunkDataset>> {
+    let dir = variant_dir(cache, variant);
     let mut names: Vec<PathBuf> = fs::read_dir(&dir)
         .with_context(|| {
             format!(
-                "no trunk cache in {} (run `sfxtag-train trunk --cache {}`)",
+                "no trunk cache in {} (run `sfxtag-train trunk --cache {}{}`)",
                 dir.display(),
-                cache.display()
+                cache.display(),
+                if matches!(variant, Variant::Noisy { .. }) {
+                    " --noisy"
+                } else {
+                    ""
+                }
             )
         })?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -6,6 +6,8 @@ use sfxtag_core::frontend::{MelFrame, ModelWindow};
 use sfxtag_export::weights::Cnn9Weights;
 use sfxtag_train::corpus::{self, FetchOptions};
 use sfxtag_train::finetune::{self, FinetuneOptions};
+use sfxtag_train::heads::embed::{Store, Variant};
+use sfxtag_train::heads::from_trunk;
 use sfxtag_train::model::{Cnn9, DatasetHead};
 use sfxtag_train::prepare::{self, PrepareOptions};
 use sfxtag_train::trainer::{Scenario, TrainConfig};
@@ -39,6 +41,12 @@ fn write_tone(path: &Path, freq: f32, secs: f32, seed: u32) {
 
 /// Two sources, each with two classes (low and high tones) of 6 clips: every split non-empty.
 fn tiny_corpus(root: &Path) -> PathBuf {
+    tiny_corpus_in(root, false)
+}
+
+/// [`tiny_corpus`], with `ambience` also two 4-second ambiences per source (backgrounds for the
+/// noisy variant).
+fn tiny_corpus_in(root: &Path, ambience: bool) -> PathBuf {
     let mut csvs = Vec::new();
     for (s, src) in ["a", "b"].iter().enumerate() {
         let dir = root.join(src);
@@ -60,6 +68,13 @@ fn tiny_corpus(root: &Path) -> PathBuf {
             );
             rows.push(format!("low{i}.wav,low,DOORWood"));
             rows.push(format!("high{i}.wav,high,GLASBrk"));
+        }
+        if ambience {
+            for i in 0..2u32 {
+                let seed = 900 + 10 * s as u32 + i;
+                write_tone(&dir.join(format!("amb{i}.wav")), 700.0, 4.0, seed);
+                rows.push(format!("amb{i}.wav,amb,AMBForst"));
+            }
         }
         let list = dir.join("list.csv");
         fs::write(&list, rows.join("\n") + "\n").unwrap();
@@ -89,11 +104,16 @@ fn random_weights(root: &Path) -> PathBuf {
 }
 
 fn build_trunk(cache: &Path, weights: &Path) -> trunk::BuildSummary {
+    build_trunk_variant(cache, weights, Variant::Clean)
+}
+
+fn build_trunk_variant(cache: &Path, weights: &Path, variant: Variant) -> trunk::BuildSummary {
     trunk::build(&TrunkOptions {
         cache: cache.to_path_buf(),
         weights: weights.to_path_buf(),
         max_windows: 2,
         offset_pass: true,
+        variant,
         threads: 1,
         progress: false,
     })
@@ -138,6 +158,108 @@ fn trunk_cache_holds_what_blocks_1_to_3_compute_live() {
     // A re-run finds nothing to do; a changed setting rebuilds.
     let again = build_trunk(&cache, &weights);
     assert_eq!((again.datasets_built, again.datasets_reused), (0, 2));
+}
+
+#[test]
+fn embeddings_from_the_trunk_are_the_whole_encoders_and_the_noisy_trunk_mixes_other_sources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tiny_corpus_in(tmp.path(), true);
+    let weights = random_weights(tmp.path());
+    build_trunk(&cache, &weights);
+    let noisy = Variant::Noisy {
+        snr_db: 10.0,
+        seed: 1,
+    };
+    let s = build_trunk_variant(&cache, &weights, noisy);
+    assert_eq!((s.datasets_built, s.clips, s.skipped), (2, 28, 0));
+    let again = build_trunk_variant(&cache, &weights, noisy);
+    assert_eq!((again.datasets_built, again.datasets_reused), (0, 2));
+
+    // Every noisy clip has a background from the other source, and its rows differ from the
+    // clean ones.
+    let clean_sets = trunk::open(&cache).unwrap();
+    let noisy_sets = trunk::open_variant(&cache, &noisy).unwrap();
+    for (c, n) in clean_sets.iter().zip(&noisy_sets) {
+        assert_eq!(c.index.dataset, n.index.dataset);
+        for (cc, nc) in c.index.clips.iter().zip(&n.index.clips) {
+            assert_eq!((&cc.rel_path, cc.windows), (&nc.rel_path, nc.windows));
+            let other = if c.index.dataset == "a" { "b" } else { "a" };
+            assert_eq!(nc.noise_group.as_deref(), Some(other), "{}", nc.rel_path);
+            assert_ne!(
+                c.rows.row_bytes(cc.first),
+                n.rows.row_bytes(nc.first),
+                "{}",
+                nc.rel_path
+            );
+        }
+    }
+
+    // Block 4 over the trunk gives the whole encoder's embedding of each window.
+    let store = tmp.path().join("store");
+    for variant in [Variant::Clean, noisy] {
+        let r = from_trunk::embed(&from_trunk::FromTrunkOptions {
+            cache: cache.clone(),
+            weights: weights.clone(),
+            variant,
+            store: Some(store.clone()),
+            progress: false,
+        })
+        .unwrap();
+        assert_eq!(r.datasets_built, 2);
+    }
+    let st = Store::load(&cache, Some(store.as_path()), &Variant::Clean).unwrap();
+    assert_eq!((st.dim, st.clips.len()), (512, 28));
+    let nst = Store::load(&cache, Some(store.as_path()), &noisy).unwrap();
+    assert!(nst.clips.iter().all(|c| c.noise_group.is_some()));
+    let vs = nn::VarStore::new(Device::Cpu);
+    let whole = Cnn9::new(&vs.root(), &[], false);
+    sfxtag_train::model::init_encoder(&vs, &trunk::load_weights(&weights).unwrap()).unwrap();
+    let prepared = prepare::load_prepared(&cache, "a").unwrap();
+    let mut n = 0;
+    for c in st.clips.iter().filter(|c| c.dataset == "a") {
+        let mel = &prepared
+            .clips
+            .iter()
+            .find(|p| p.rel_path == c.rel_path)
+            .unwrap()
+            .mel;
+        let windows = trunk::clip_windows(mel, 2, true);
+        assert_eq!(windows.len(), c.windows);
+        for (k, w) in windows.iter().enumerate() {
+            let x = tch::Tensor::from_slice(w[..].as_flattened()).view([1, 1, 100, 96]);
+            let t = tch::no_grad(|| whole.embed(&x, 0, false));
+            let want = Vec::<f32>::try_from(t.view([-1])).unwrap();
+            let cos = cosine(&want, st.row(c.first + k));
+            assert!(cos >= 0.999, "{} window {k}: cosine {cos}", c.rel_path);
+            n += 1;
+        }
+    }
+    assert!(n >= 14, "{n} windows compared");
+    // A re-run reuses the stores.
+    let r = from_trunk::embed(&from_trunk::FromTrunkOptions {
+        cache: cache.clone(),
+        weights: weights.clone(),
+        variant: Variant::Clean,
+        store: Some(store.clone()),
+        progress: false,
+    })
+    .unwrap();
+    assert_eq!((r.datasets_built, r.datasets_reused), (0, 2));
+
+    // Weights whose blocks 1–3 are not the trunk's are refused.
+    let other = tmp.path().join("other.safetensors");
+    Cnn9Weights::random(12, &[("released", 3)])
+        .write_safetensors(&other)
+        .unwrap();
+    let err = from_trunk::embed(&from_trunk::FromTrunkOptions {
+        cache: cache.clone(),
+        weights: other,
+        variant: Variant::Clean,
+        store: Some(tmp.path().join("store2")),
+        progress: false,
+    })
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("blocks 1–3"), "{err:#}");
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {

@@ -46,6 +46,9 @@ Writes OUT/results.{json,md,svg}, OUT/model.safetensors (all weights) and OUT/ex
 Examples:
   sfxtag-train embed --cache .cache/corpus --model models/aisfx-cnn9
   sfxtag-train embed --cache .cache/corpus --model models/aisfx-cnn9 --noisy --snr 10
+  sfxtag-train embed --cache .cache/corpus --model runs/ft-x/model --int8 --store runs/ft-x/emb-int8
+  sfxtag-train embed --cache .cache/corpus --from-trunk runs/ft-x/encoder.safetensors \\
+      --store runs/ft-x/emb-trunk [--noisy]
 A re-run only computes datasets whose clips, encoder or settings changed.")]
     Embed(EmbedArgs),
     /// Leave-one-source-out evaluation of UCS Category heads on cached embeddings — kNN over
@@ -64,8 +67,10 @@ Needs `embed` and `embed --noisy` first. Writes OUT/loso.md and OUT/loso.json.")
     /// computes only datasets that changed or are missing.
     #[command(after_help = "Example:
   sfxtag-train trunk --cache .cache/corpus --weights .cache/aisfx/checkpoint.pth
+  sfxtag-train trunk --cache .cache/corpus --offset-pass --noisy   # for `embed --from-trunk --noisy`
 
-Needs `corpus fetch`, `prepare --any-dataset` and `corpus dedup` first. Writes CACHE/trunk/.")]
+Needs `corpus fetch`, `prepare --any-dataset` and `corpus dedup` first. Writes CACHE/trunk/
+(the noisy variant: CACHE/trunk/noisy-snrSNR-seedSEED/).")]
     Trunk(TrunkArgs),
     /// Fine-tune the encoder's block 4 (from aiSFX) with the paper's cross-dataset setups on the
     /// trunk cache, on CPU, then score frozen vs fine-tuned by the paper's per-dataset kNN
@@ -85,12 +90,13 @@ Then: sfxtag-export --weights OUT/encoder.safetensors … and `embed`/`heads --s
     #[command(after_help = "Example:
   sfxtag-train finetune-report runs/ft-*")]
     FinetuneReport(FinetuneReportArgs),
-    /// Compare two `heads` evaluations over the folds both hold (e.g. the frozen encoder's
-    /// embeddings and a fine-tuned encoder's): mean top-1 of each per method and variant, the
-    /// paired per-fold difference ± one standard error, and a verdict (a difference within one
-    /// standard error is a tie).
-    #[command(after_help = "Example:
-  sfxtag-train heads-compare runs/frozen-h1/loso runs/ft-ucs/loso")]
+    /// Compare `heads` evaluations with a baseline over the folds both hold (e.g. the frozen
+    /// encoder's embeddings and fine-tuned encoders'): mean top-1 of each per method and
+    /// variant, the paired per-fold difference ± one standard error, and a verdict (a difference
+    /// within one standard error is a tie). Several runs give one table, a row per run.
+    #[command(after_help = "Examples:
+  sfxtag-train heads-compare runs/frozen-h1/loso runs/ft-ucs/loso
+  sfxtag-train heads-compare runs/frozen-trunk/loso runs/ft-*/loso")]
     HeadsCompare(HeadsCompareArgs),
     /// Pack the prepared corpus for a GPU run: every clip's first frames as u8 log-mel with one
     /// scale, gzip-compressed into one file (default at most 50 MiB).
@@ -189,6 +195,16 @@ struct TrunkArgs {
     /// Also cache as many windows again, starting 25 frames later.
     #[arg(long)]
     offset_pass: bool,
+    /// Cache the noisy variant: each clip decoded again and mixed with an ambience of another
+    /// source group (as `embed --noisy`), into CACHE/trunk/noisy-snrSNR-seedSEED/.
+    #[arg(long)]
+    noisy: bool,
+    /// Signal-to-noise ratio of the mix, dB (with --noisy).
+    #[arg(long, default_value_t = 10.0)]
+    snr: f32,
+    /// Seed choosing each clip's ambience and its offset (with --noisy).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// libtorch threads (default: the CPU count).
     #[arg(long)]
     threads: Option<usize>,
@@ -201,8 +217,10 @@ struct TrunkArgs {
 struct HeadsCompareArgs {
     /// `heads --out` folder (or its loso.json): A, the baseline.
     a: PathBuf,
-    /// `heads --out` folder (or its loso.json): B, compared with A.
-    b: PathBuf,
+    /// `heads --out` folder(s) (or loso.json) compared with A; with more than one, one table
+    /// with a row per run (named after its folder: runs/ft-x/loso → ft-x).
+    #[arg(required = true, value_name = "B")]
+    b: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -299,6 +317,16 @@ struct EmbedArgs {
     /// Write the embeddings here instead of CACHE/embeddings (another encoder's).
     #[arg(long)]
     store: Option<PathBuf>,
+    /// Compute the embeddings with this encoder's block 4 over the cached trunk instead of
+    /// running --model's whole encoder (any block 4 that `finetune` trained on this cache, or the
+    /// released checkpoint). Needs `trunk` (and `trunk --noisy` for --noisy); the windows are the
+    /// trunk's, so compare only stores made this way. Give --store.
+    #[arg(long, value_name = "WEIGHTS")]
+    from_trunk: Option<PathBuf>,
+    /// Run the model's int8 encoder (what the daemon runs) instead of its fp32 twin; give a
+    /// --store of its own.
+    #[arg(long, conflicts_with = "from_trunk")]
+    int8: bool,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
@@ -673,6 +701,35 @@ fn main() -> Result<()> {
             } else {
                 sfxtag_train::heads::embed::Variant::Clean
             };
+            if let Some(weights) = &a.from_trunk {
+                if a.store.is_none() {
+                    anyhow::bail!(
+                        "--from-trunk needs --store DIR (its windows are not those of CACHE/embeddings)"
+                    );
+                }
+                tch::set_num_threads(a.threads.unwrap_or_else(cpu_count) as i32);
+                let s = sfxtag_train::heads::from_trunk::embed(
+                    &sfxtag_train::heads::from_trunk::FromTrunkOptions {
+                        cache: a.cache.clone(),
+                        weights: weights.clone(),
+                        variant,
+                        store: a.store.clone(),
+                        progress: !a.quiet,
+                    },
+                )?;
+                println!(
+                    "{} embeddings (block 4 of {} over the trunk) in {}: {} datasets built ({} windows), {} unchanged ({:.1} s)",
+                    variant.name(),
+                    weights.display(),
+                    sfxtag_train::heads::embed::store_dir(&a.cache, a.store.as_deref(), &variant)
+                        .display(),
+                    s.datasets_built,
+                    s.windows,
+                    s.datasets_reused,
+                    t0.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
             let opts = sfxtag_train::heads::embed::EmbedOptions {
                 cache: a.cache.clone(),
                 model: a.model,
@@ -683,6 +740,7 @@ fn main() -> Result<()> {
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 progress: !a.quiet,
                 store: a.store.clone(),
+                int8: a.int8,
             };
             sfxtag_train::heads::embed::embed(&opts)?;
             println!(
@@ -767,18 +825,33 @@ fn main() -> Result<()> {
             );
         }
         Command::Trunk(a) => {
+            let variant = if a.noisy {
+                sfxtag_train::heads::embed::Variant::Noisy {
+                    snr_db: a.snr,
+                    seed: a.seed,
+                }
+            } else {
+                sfxtag_train::heads::embed::Variant::Clean
+            };
             let opts = sfxtag_train::trunk::TrunkOptions {
                 cache: a.cache.clone(),
                 weights: a.weights,
                 max_windows: a.max_windows,
                 offset_pass: a.offset_pass,
+                variant,
                 threads: a.threads.unwrap_or_else(cpu_count),
                 progress: !a.quiet,
             };
             let s = sfxtag_train::trunk::build(&opts)?;
+            if s.skipped > 0 {
+                eprintln!(
+                    "{} clip(s) skipped (unreadable audio; each dataset's index lists them)",
+                    s.skipped
+                );
+            }
             println!(
                 "trunk cache {}: {} datasets built ({} clips, {} windows, {:.1} MB), {} unchanged ({:.1} s)",
-                sfxtag_train::trunk::trunk_dir(&a.cache).display(),
+                sfxtag_train::trunk::variant_dir(&a.cache, &variant).display(),
                 s.datasets_built,
                 s.clips,
                 s.windows,
@@ -826,22 +899,34 @@ fn main() -> Result<()> {
         }
         Command::HeadsCompare(a) => {
             use sfxtag_train::heads::compare;
-            let rows = compare::compare(&compare::read_report(&a.a)?, &compare::read_report(&a.b)?);
-            if rows.is_empty() {
-                anyhow::bail!(
-                    "{} and {} share no method and variant with two or more common folds",
-                    a.a.display(),
-                    a.b.display()
+            let base = compare::read_report(&a.a)?;
+            let mut runs = Vec::new();
+            for b in &a.b {
+                let rows = compare::compare(&base, &compare::read_report(b)?);
+                if rows.is_empty() {
+                    anyhow::bail!(
+                        "{} and {} share no method and variant with two or more common folds",
+                        a.a.display(),
+                        b.display()
+                    );
+                }
+                runs.push((b, rows));
+            }
+            if let [(b, rows)] = runs.as_slice() {
+                print!(
+                    "{}",
+                    compare::markdown(&a.a.display().to_string(), &b.display().to_string(), rows)
+                );
+            } else {
+                let named: Vec<(String, Vec<compare::Comparison>)> = runs
+                    .into_iter()
+                    .map(|(b, rows)| (compare::run_name(b), rows))
+                    .collect();
+                print!(
+                    "{}",
+                    compare::markdown_many(&compare::run_name(&a.a), &named)
                 );
             }
-            print!(
-                "{}",
-                compare::markdown(
-                    &a.a.display().to_string(),
-                    &a.b.display().to_string(),
-                    &rows
-                )
-            );
         }
         Command::FinetuneReport(a) => {
             let mut runs = Vec::new();

@@ -114,6 +114,88 @@ pub fn markdown(a_name: &str, b_name: &str, rows: &[Comparison]) -> String {
     s
 }
 
+/// A short name for a report's folder: `runs/ft-x/loso` → `ft-x`, else the folder's own name.
+pub fn run_name(path: &Path) -> String {
+    let dir = if path.is_file() || path.extension().is_some_and(|e| e == "json") {
+        path.parent().unwrap_or(path)
+    } else {
+        path
+    };
+    let own = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    match (own.as_deref(), dir.parent().and_then(|p| p.file_name())) {
+        (Some("loso"), Some(parent)) => parent.to_string_lossy().into_owned(),
+        (Some(n), _) => n.to_string(),
+        _ => path.display().to_string(),
+    }
+}
+
+/// Several reports against one baseline, one row each: per method and variant, the run's mean
+/// top-1 and its paired difference from the baseline (± one standard error, and the verdict).
+pub fn markdown_many(base_name: &str, runs: &[(String, Vec<Comparison>)]) -> String {
+    // The columns: every method × variant of the first run that compares, in its order.
+    let mut cols: Vec<(String, String)> = Vec::new();
+    for (_, rows) in runs {
+        for c in rows {
+            let key = (c.method.clone(), c.variant.clone());
+            if !cols.contains(&key) {
+                cols.push(key);
+            }
+        }
+    }
+    let find = |rows: &[Comparison], (m, v): &(String, String)| {
+        rows.iter()
+            .find(|c| &c.method == m && &c.variant == v)
+            .cloned()
+    };
+    let mut s = format!(
+        "Mean top-1 (file level) over the folds each run shares with {base_name}; in brackets \
+         the mean of the per-fold differences from it ± one standard error, and the verdict \
+         (a difference within one standard error is a tie).\n\n| run |"
+    );
+    for (m, v) in &cols {
+        let _ = write!(s, " {m}, {v} |");
+    }
+    s.push_str(" folds |\n| --- |");
+    for _ in &cols {
+        s.push_str(" ---: |");
+    }
+    s.push_str(" ---: |\n");
+    // The baseline's own means (from the first run that has each column).
+    let _ = write!(s, "| {base_name} (baseline) |");
+    for col in &cols {
+        match runs.iter().find_map(|(_, r)| find(r, col)) {
+            Some(c) => {
+                let _ = write!(s, " {:.3} |", c.mean_a);
+            }
+            None => s.push_str(" – |"),
+        }
+    }
+    s.push_str(" |\n");
+    for (name, rows) in runs {
+        let _ = write!(s, "| {name} |");
+        for col in &cols {
+            match find(rows, col) {
+                Some(c) => {
+                    let word = match c.verdict() {
+                        "B better" => "better",
+                        "A better" => "worse",
+                        _ => "tie",
+                    };
+                    let _ = write!(
+                        s,
+                        " {:.3} ({:+.3} ± {:.3}, {word}) |",
+                        c.mean_b, c.diff, c.se
+                    );
+                }
+                None => s.push_str(" – |"),
+            }
+        }
+        let folds = rows.iter().map(|c| c.folds).max().unwrap_or(0);
+        let _ = writeln!(s, " {folds} |");
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +246,30 @@ mod tests {
             compare(&report(&[("x", 0.5), ("y", 0.6), ("z", 0.7)]), &a)[0].verdict(),
             "A better"
         );
+    }
+
+    #[test]
+    fn several_runs_share_one_table_with_the_baseline_first() {
+        let a = report(&[("x", 0.4), ("y", 0.5), ("z", 0.6)]);
+        let up = compare(&a, &report(&[("x", 0.5), ("y", 0.6), ("z", 0.7)]));
+        let down = compare(&a, &report(&[("x", 0.3), ("y", 0.4), ("z", 0.5)]));
+        let md = markdown_many("frozen", &[("ft-a".into(), up), ("ft-b".into(), down)]);
+        let lines: Vec<&str> = md.lines().collect();
+        assert!(
+            lines.contains(&"| run | (d) mlp-noise, clean | folds |"),
+            "{md}"
+        );
+        assert!(lines.contains(&"| frozen (baseline) | 0.500 | |"), "{md}");
+        assert!(
+            lines.contains(&"| ft-a | 0.600 (+0.100 ± 0.000, better) | 3 |"),
+            "{md}"
+        );
+        assert!(
+            lines.contains(&"| ft-b | 0.400 (-0.100 ± 0.000, worse) | 3 |"),
+            "{md}"
+        );
+        assert_eq!(run_name(Path::new("runs/ft-xj-ce/loso")), "ft-xj-ce");
+        assert_eq!(run_name(Path::new("runs/frozen-h1")), "frozen-h1");
     }
 
     #[test]

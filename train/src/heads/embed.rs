@@ -95,7 +95,7 @@ pub struct StoreIndex {
 #[derive(Debug, Clone)]
 pub struct EmbedOptions {
     pub cache: PathBuf,
-    /// Model directory (its fp32 encoder is used when it has one).
+    /// Model directory (its fp32 encoder is used when it has one, unless `int8`).
     pub model: PathBuf,
     pub variant: Variant,
     pub max_windows: usize,
@@ -103,6 +103,8 @@ pub struct EmbedOptions {
     pub progress: bool,
     /// Where the stores go instead of `<cache>/embeddings` (embeddings of another encoder).
     pub store: Option<PathBuf>,
+    /// Run the model's int8 encoder (what the daemon runs) instead of its fp32 twin.
+    pub int8: bool,
 }
 
 /// The encoder of a model directory, as the trainer runs it.
@@ -116,18 +118,23 @@ pub struct EncoderSpec {
 }
 
 impl EncoderSpec {
+    /// The model's fp32 twin when it has one (the reference the heads are trained on).
     pub fn load(model: &Path) -> Result<Self> {
+        Self::load_precision(model, false)
+    }
+
+    /// With `int8`, the model's int8 encoder (its `encoder.file`), as the daemon runs it.
+    pub fn load_precision(model: &Path, int8: bool) -> Result<Self> {
         let manifest = Manifest::load(model).with_context(|| {
             format!(
                 "{} is not a usable model directory (no valid {MANIFEST_FILE})",
                 model.display()
             )
         })?;
-        let file = manifest
-            .encoder
-            .fp32_file
-            .clone()
-            .unwrap_or_else(|| manifest.encoder.file.clone());
+        let file = match (int8, &manifest.encoder.fp32_file) {
+            (false, Some(fp32)) => fp32.clone(),
+            _ => manifest.encoder.file.clone(),
+        };
         let onnx = fs::read(model.join(&file))
             .with_context(|| format!("cannot read {}", model.join(&file).display()))?;
         let sha256 = sfxtag_core::manifest::sha256_hex(&onnx);
@@ -225,7 +232,7 @@ fn input_key(idx: &PreparedIndex, excluded: &HashSet<(String, String)>, extra: &
 
 /// The ambience pool of the noisy variant: `(group, path)` of AMBIENCE clips long enough to lie
 /// under another clip.
-fn ambience_pool(
+pub(crate) fn ambience_pool(
     index: &CorpusIndex,
     cache: &Path,
     excluded: &HashSet<(String, String)>,
@@ -304,7 +311,7 @@ type ClipRows = (Vec<f32>, usize, Option<String>);
 
 /// Computes (or reuses) the embeddings of every dataset of the prepared corpus.
 pub fn embed(opts: &EmbedOptions) -> Result<()> {
-    let enc = EncoderSpec::load(&opts.model)?;
+    let enc = EncoderSpec::load_precision(&opts.model, opts.int8)?;
     let index = CorpusIndex::load(&opts.cache)?;
     let excluded = corpus::dedup::excluded(&opts.cache)?;
     let dir = store_dir(&opts.cache, opts.store.as_deref(), &opts.variant);
@@ -477,7 +484,7 @@ fn progress_bar(show: bool, n: usize, name: &str) -> ProgressBar {
 }
 
 /// The clip's mel frames after mixing in an ambience of another group; returns the group too.
-fn noisy_mel(
+pub(crate) fn noisy_mel(
     c: &prepare::PreparedEntry,
     group: &str,
     pool: &[(String, PathBuf)],
@@ -637,6 +644,18 @@ mod tests {
         assert!((snr - 10.0).abs() < 0.01, "{snr}");
         // Silence stays silence.
         assert_eq!(mix_at_snr(&[0.0; 10], &noise, 0, 10.0), vec![0.0; 10]);
+    }
+
+    #[test]
+    fn the_int8_encoder_is_run_only_when_asked() {
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/aisfx-cnn9");
+        let fp32 = EncoderSpec::load(&model).unwrap();
+        let int8 = EncoderSpec::load_precision(&model, true).unwrap();
+        let m = &fp32.manifest.encoder;
+        let bytes = |f: &str| fs::read(model.join(f)).unwrap();
+        assert_eq!(fp32.onnx, bytes(m.fp32_file.as_deref().unwrap()));
+        assert_eq!(int8.onnx, bytes(&m.file));
+        assert_ne!(fp32.sha256, int8.sha256);
     }
 
     #[test]
