@@ -114,7 +114,8 @@ pub fn markdown(a_name: &str, b_name: &str, rows: &[Comparison]) -> String {
     s
 }
 
-/// A short name for a report's folder: `runs/ft-x/loso` → `ft-x`, else the folder's own name.
+/// A short name for a report's folder: `runs/ft-x/loso` → `ft-x`, `runs/ft-x/loso-int8` →
+/// `ft-x/loso-int8`, else the folder's own name.
 pub fn run_name(path: &Path) -> String {
     let dir = if path.is_file() || path.extension().is_some_and(|e| e == "json") {
         path.parent().unwrap_or(path)
@@ -124,6 +125,9 @@ pub fn run_name(path: &Path) -> String {
     let own = dir.file_name().map(|n| n.to_string_lossy().into_owned());
     match (own.as_deref(), dir.parent().and_then(|p| p.file_name())) {
         (Some("loso"), Some(parent)) => parent.to_string_lossy().into_owned(),
+        (Some(n), Some(parent)) if n.starts_with("loso") => {
+            format!("{}/{n}", parent.to_string_lossy())
+        }
         (Some(n), _) => n.to_string(),
         _ => path.display().to_string(),
     }
@@ -270,6 +274,7 @@ mod tests {
         );
         assert_eq!(run_name(Path::new("runs/ft-xj-ce/loso")), "ft-xj-ce");
         assert_eq!(run_name(Path::new("runs/frozen-h1")), "frozen-h1");
+        assert_eq!(run_name(Path::new("runs/ft-x/loso-int8")), "ft-x/loso-int8");
     }
 
     #[test]
