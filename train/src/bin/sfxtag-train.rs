@@ -195,16 +195,9 @@ struct TrunkArgs {
     /// Also cache as many windows again, starting 25 frames later.
     #[arg(long)]
     offset_pass: bool,
-    /// Cache the noisy variant: each clip decoded again and mixed with an ambience of another
-    /// source group (as `embed --noisy`), into CACHE/trunk/noisy-snrSNR-seedSEED/.
-    #[arg(long)]
-    noisy: bool,
-    /// Signal-to-noise ratio of the mix, dB (with --noisy).
-    #[arg(long, default_value_t = 10.0)]
-    snr: f32,
-    /// Seed choosing each clip's ambience and its offset (with --noisy).
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    /// --noisy: the noisy variant, into CACHE/trunk/noisy-snrSNR-seedSEED/.
+    #[command(flatten)]
+    noise: NoiseArgs,
     /// libtorch threads (default: the CPU count).
     #[arg(long)]
     threads: Option<usize>,
@@ -291,6 +284,34 @@ struct FinetuneArgs {
     out: PathBuf,
 }
 
+/// The noisy variant's flags, shared by `embed` and `trunk`.
+#[derive(Args)]
+struct NoiseArgs {
+    /// Mix every clip with an ambience of another source group first.
+    #[arg(long)]
+    noisy: bool,
+    /// Signal-to-noise ratio of the mix, dB (with --noisy).
+    #[arg(long, default_value_t = 10.0)]
+    snr: f32,
+    /// Seed choosing each clip's ambience and its offset (with --noisy).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl NoiseArgs {
+    fn variant(&self) -> sfxtag_train::heads::embed::Variant {
+        use sfxtag_train::heads::embed::Variant;
+        if self.noisy {
+            Variant::Noisy {
+                snr_db: self.snr,
+                seed: self.seed,
+            }
+        } else {
+            Variant::Clean
+        }
+    }
+}
+
 #[derive(Args)]
 struct EmbedArgs {
     /// Cache folder holding the prepared corpus.
@@ -299,15 +320,8 @@ struct EmbedArgs {
     /// Model directory whose encoder runs (its fp32 twin when it has one).
     #[arg(long, default_value = "models/aisfx-cnn9")]
     model: PathBuf,
-    /// Mix every clip with an ambience of another source group first.
-    #[arg(long)]
-    noisy: bool,
-    /// Signal-to-noise ratio of the mix, dB.
-    #[arg(long, default_value_t = 10.0)]
-    snr: f32,
-    /// Seed choosing each clip's ambience and its offset.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    #[command(flatten)]
+    noise: NoiseArgs,
     /// Most windows per clip (evenly spaced).
     #[arg(long, default_value_t = sfxtag_train::heads::embed::DEFAULT_MAX_WINDOWS)]
     max_windows: usize,
@@ -693,14 +707,7 @@ fn main() -> Result<()> {
             println!("done in {:.1} s", t0.elapsed().as_secs_f64());
         }
         Command::Embed(a) => {
-            let variant = if a.noisy {
-                sfxtag_train::heads::embed::Variant::Noisy {
-                    snr_db: a.snr,
-                    seed: a.seed,
-                }
-            } else {
-                sfxtag_train::heads::embed::Variant::Clean
-            };
+            let variant = a.noise.variant();
             if let Some(weights) = &a.from_trunk {
                 if a.store.is_none() {
                     anyhow::bail!(
@@ -825,14 +832,7 @@ fn main() -> Result<()> {
             );
         }
         Command::Trunk(a) => {
-            let variant = if a.noisy {
-                sfxtag_train::heads::embed::Variant::Noisy {
-                    snr_db: a.snr,
-                    seed: a.seed,
-                }
-            } else {
-                sfxtag_train::heads::embed::Variant::Clean
-            };
+            let variant = a.noise.variant();
             let opts = sfxtag_train::trunk::TrunkOptions {
                 cache: a.cache.clone(),
                 weights: a.weights,
