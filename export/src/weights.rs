@@ -13,7 +13,8 @@
 //! | `head.<name>.fc{L}.bias` | `[out]` |
 //!
 //! Channels are 64/128/256/512 for blocks 1–4 (the input has 1 channel); heads are
-//! `512 → 256 → 128 → C`. BatchNorm epsilon is 1e-5 (PyTorch's default); a `bn_eps` metadata
+//! `512 → H₁ → H₂ → C`, `H₁ = 256, H₂ = 128` for the released ones (a head that merges several,
+//! as `sfxtag-train heads --ensemble` writes, is wider; the widths are read from `fc0`/`fc1`). BatchNorm epsilon is 1e-5 (PyTorch's default); a `bn_eps` metadata
 //! entry overrides it. The optional metadata entry `heads` lists the head names, comma-separated,
 //! in logit-output order; without it heads are taken in name order. Head names must match
 //! `[A-Za-z0-9_-]+` (they become ONNX output names `logits_<name>` and manifest keys).
@@ -81,6 +82,10 @@ pub struct Head {
 impl Head {
     pub fn n_classes(&self) -> usize {
         self.layers[2].bias.len()
+    }
+    /// Widths of the two hidden layers (the outputs of `fc0` and `fc1`).
+    pub fn hidden(&self) -> [usize; 2] {
+        [self.layers[0].bias.len(), self.layers[1].bias.len()]
     }
 }
 
@@ -153,12 +158,17 @@ fn conv_prefix(i: usize) -> (String, usize) {
     (format!("encoder.block{}", i / 2 + 1), i % 2 + 1)
 }
 
-/// `(in, out)` of head layer `l` for a head with `n_classes` outputs.
+/// `(in, out)` of head layer `l` for a head with `n_classes` outputs and the released widths.
 pub fn head_layer_dims(l: usize, n_classes: usize) -> (usize, usize) {
+    head_layer_dims_with(l, HEAD_HIDDEN, n_classes)
+}
+
+/// `(in, out)` of head layer `l` for a head of hidden widths `hidden`.
+pub fn head_layer_dims_with(l: usize, hidden: [usize; 2], n_classes: usize) -> (usize, usize) {
     match l {
-        0 => (EMBEDDING_DIM, HEAD_HIDDEN[0]),
-        1 => (HEAD_HIDDEN[0], HEAD_HIDDEN[1]),
-        _ => (HEAD_HIDDEN[1], n_classes),
+        0 => (EMBEDDING_DIM, hidden[0]),
+        1 => (hidden[0], hidden[1]),
+        _ => (hidden[1], n_classes),
     }
 }
 
@@ -169,8 +179,15 @@ pub(crate) fn valid_head_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-/// Every tensor name of the scheme with its expected shape, for the given heads.
+/// Every tensor name of the scheme with its expected shape, for the given heads (released widths).
 pub fn expected_tensors(heads: &[(&str, usize)]) -> Vec<(String, Vec<usize>)> {
+    let heads: Vec<(&str, [usize; 2], usize)> =
+        heads.iter().map(|(n, c)| (*n, HEAD_HIDDEN, *c)).collect();
+    expected_tensors_with(&heads)
+}
+
+/// [`expected_tensors`] for heads `(name, hidden widths, classes)`.
+pub fn expected_tensors_with(heads: &[(&str, [usize; 2], usize)]) -> Vec<(String, Vec<usize>)> {
     let mut v = Vec::new();
     for i in 0..8 {
         let (inp, out) = conv_channels(i);
@@ -180,9 +197,9 @@ pub fn expected_tensors(heads: &[(&str, usize)]) -> Vec<(String, Vec<usize>)> {
             v.push((format!("{p}.bn{k}.{f}"), vec![out]));
         }
     }
-    for (name, c) in heads {
+    for (name, hidden, c) in heads {
         for l in 0..3 {
-            let (i, o) = head_layer_dims(l, *c);
+            let (i, o) = head_layer_dims_with(l, *hidden, *c);
             v.push((format!("head.{name}.fc{l}.weight"), vec![o, i]));
             v.push((format!("head.{name}.fc{l}.bias"), vec![o]));
         }
@@ -339,8 +356,18 @@ impl Cnn9Weights {
                 return Err(WeightsError::HeadName(format!("{} (duplicate)", h.name)));
             }
         }
-        let dims = self.head_dims();
-        let expected: HashMap<String, Vec<usize>> = expected_tensors(&dims).into_iter().collect();
+        let dims: Vec<(&str, [usize; 2], usize)> = self
+            .heads
+            .iter()
+            .map(|h| (h.name.as_str(), h.hidden(), h.n_classes()))
+            .collect();
+        if let Some((name, _, _)) = dims.iter().find(|(_, h, _)| h.contains(&0)) {
+            return Err(WeightsError::Architecture(format!(
+                "head {name} has an empty hidden layer"
+            )));
+        }
+        let expected: HashMap<String, Vec<usize>> =
+            expected_tensors_with(&dims).into_iter().collect();
         for (name, shape, data) in self.named_tensors() {
             let want = &expected[&name];
             if &shape != want || data.len() != want.iter().product::<usize>() {
@@ -417,9 +444,19 @@ impl Cnn9Weights {
                     })
                 }
             };
-            dims.push((h.as_str(), c));
+            // Hidden widths as the file has them (checked for consistency below).
+            let width =
+                |l: usize, default: usize| match tensors.get(&format!("head.{h}.fc{l}.weight")) {
+                    Some(a) if a.shape.len() == 2 => a.shape[0],
+                    _ => default,
+                };
+            dims.push((
+                h.as_str(),
+                [width(0, HEAD_HIDDEN[0]), width(1, HEAD_HIDDEN[1])],
+                c,
+            ));
         }
-        let expected = expected_tensors(&dims);
+        let expected = expected_tensors_with(&dims);
         for (name, shape) in &expected {
             match tensors.get(name) {
                 None => {
@@ -649,6 +686,37 @@ mod tests {
             e.contains("[128, 64, 3, 3]") && e.contains("[128, 32, 3, 3]"),
             "{e}"
         );
+    }
+
+    /// Replaces head 0's layers with `512 → h1 → h2 → classes` (zeros), or with `fc1` reading
+    /// `fc1_in` inputs when that differs from `h1`.
+    fn widen(w: &mut Cnn9Weights, h1: usize, h2: usize, fc1_in: usize) {
+        let c = w.heads[0].n_classes();
+        let lin = |o: usize, i: usize| Linear {
+            weight: Array::new(vec![o, i], vec![0.0; o * i]),
+            bias: vec![0.0; o],
+        };
+        w.heads[0].layers = [lin(h1, EMBEDDING_DIM), lin(h2, fc1_in), lin(c, h2)];
+    }
+
+    #[test]
+    fn a_wider_head_is_valid_and_round_trips_an_inconsistent_one_is_refused() {
+        let mut w = Cnn9Weights::random(3, &[("merged", 4), ("plain", 2)]);
+        widen(&mut w, 3 * 256, 3 * 128, 3 * 256);
+        w.validate().unwrap();
+        assert_eq!(w.heads[0].hidden(), [768, 384]);
+        assert_eq!(w.heads[1].hidden(), HEAD_HIDDEN);
+        let back = Cnn9Weights::from_safetensors_bytes(&w.to_safetensors_bytes(), "mem").unwrap();
+        assert_eq!(w, back);
+
+        let mut bad = Cnn9Weights::random(3, &[("merged", 4)]);
+        widen(&mut bad, 768, 384, 256);
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("head.merged.fc1.weight"), "{e}");
+        let e = Cnn9Weights::from_named(named(&bad), None, BN_EPS)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("head.merged.fc1.weight"), "{e}");
     }
 
     #[test]

@@ -202,6 +202,7 @@ fn embeddings_from_the_trunk_are_the_whole_encoders_and_the_noisy_trunk_mixes_ot
             weights: weights.clone(),
             variant,
             store: Some(store.clone()),
+            pool: from_trunk::Pool::Max,
             progress: false,
         })
         .unwrap();
@@ -241,10 +242,35 @@ fn embeddings_from_the_trunk_are_the_whole_encoders_and_the_noisy_trunk_mixes_ot
         weights: weights.clone(),
         variant: Variant::Clean,
         store: Some(store.clone()),
+        pool: from_trunk::Pool::Max,
         progress: false,
     })
     .unwrap();
     assert_eq!((r.datasets_built, r.datasets_reused), (0, 2));
+
+    // More pooled features: the embedding first, then block 4's time mean and block 3's pools.
+    let wide = tmp.path().join("wide");
+    from_trunk::embed(&from_trunk::FromTrunkOptions {
+        cache: cache.clone(),
+        weights: weights.clone(),
+        variant: Variant::Clean,
+        store: Some(wide.clone()),
+        pool: from_trunk::Pool::MaxMeanBlock3,
+        progress: false,
+    })
+    .unwrap();
+    let wst = Store::load(&cache, Some(wide.as_path()), &Variant::Clean).unwrap();
+    assert_eq!((wst.dim, wst.rows()), (1536, st.rows()));
+    for r in 0..st.rows() {
+        let (a, b) = (st.row(r), wst.row(r));
+        assert!(cosine(a, &b[..512]) >= 0.9999, "row {r}");
+        // A time mean never exceeds the time maximum.
+        assert!((0..512).all(|i| b[512 + i] <= b[i] + 1e-4), "row {r}");
+        assert!(
+            (0..256).all(|i| b[1280 + i] <= b[1024 + i] + 1e-4),
+            "row {r}"
+        );
+    }
 
     // Weights whose blocks 1–3 are not the trunk's are refused.
     let other = tmp.path().join("other.safetensors");
@@ -256,6 +282,7 @@ fn embeddings_from_the_trunk_are_the_whole_encoders_and_the_noisy_trunk_mixes_ot
         weights: other,
         variant: Variant::Clean,
         store: Some(tmp.path().join("store2")),
+        pool: from_trunk::Pool::Max,
         progress: false,
     })
     .unwrap_err();

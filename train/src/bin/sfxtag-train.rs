@@ -337,6 +337,10 @@ struct EmbedArgs {
     /// trunk's, so compare only stores made this way. Give --store.
     #[arg(long, value_name = "WEIGHTS")]
     from_trunk: Option<PathBuf>,
+    /// With --from-trunk: the features of a row (`max`: the embedding the daemon's heads read;
+    /// the others append more pooled features, to measure what they add: they do not export).
+    #[arg(long, value_enum, default_value_t, requires = "from_trunk")]
+    pool: sfxtag_train::heads::from_trunk::Pool,
     /// Run the model's int8 encoder (what the daemon runs) instead of its fp32 twin; give a
     /// --store of its own.
     #[arg(long, conflicts_with = "from_trunk")]
@@ -376,9 +380,22 @@ struct HeadsArgs {
     #[arg(long, value_delimiter = ',')]
     methods: Vec<String>,
     /// MLP class sampling: classes drawn ∝ clips^POWER (0: class-balanced, 1: as the corpus
-    /// holds them). The default 0.3 is the better of 0 and 0.3 by LOSO (docs/results.md).
+    /// holds them). The default 0.3 is the best of 0, 0.3 and 0.5 by LOSO (docs/results.md).
     #[arg(long, default_value_t = 0.3)]
     class_power: f64,
+    /// MLP dropout (the input layer gets half of it).
+    #[arg(long, default_value_t = 0.3)]
+    dropout: f64,
+    /// MLP label smoothing.
+    #[arg(long, default_value_t = 0.1)]
+    label_smoothing: f64,
+    /// MLP AdamW weight decay.
+    #[arg(long, default_value_t = 1e-3)]
+    weight_decay: f64,
+    /// Train this many MLP heads per head (different seeds) and merge them into one head
+    /// whose logits are their mean (it exports as one wider head).
+    #[arg(long, default_value_t = 1)]
+    ensemble: usize,
     /// Also score every method (trained on the whole corpus) on this folder of labelled audio
     /// (`labels.csv`: file,ucs_catid,…).
     #[arg(long, value_name = "DIR")]
@@ -721,6 +738,7 @@ fn main() -> Result<()> {
                         weights: weights.clone(),
                         variant,
                         store: a.store.clone(),
+                        pool: a.pool,
                         progress: !a.quiet,
                     },
                 )?;
@@ -773,6 +791,13 @@ fn main() -> Result<()> {
             opts.min_test_clips = a.min_test_clips;
             opts.precision = a.precision;
             opts.mlp.class_power = a.class_power;
+            opts.mlp.dropout = a.dropout;
+            opts.mlp.label_smoothing = a.label_smoothing;
+            opts.mlp.weight_decay = a.weight_decay;
+            if a.ensemble == 0 {
+                anyhow::bail!("--ensemble: at least 1 head");
+            }
+            opts.mlp.ensemble = a.ensemble;
             opts.fixtures = a.fixtures.clone();
             opts.max_folds = a.max_folds;
             opts.folds = a.folds.clone();

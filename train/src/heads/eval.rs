@@ -233,6 +233,27 @@ fn zscore_rows(store: &Store, mean: &[f32], std: &[f32]) -> Vec<f32> {
     z
 }
 
+/// `(mean, std)` of every column of `store`'s rows: the z-score of features the model's
+/// manifest has no statistics for (`embed --from-trunk --pool`'s extra columns).
+fn column_stats(store: &Store) -> (Vec<f32>, Vec<f32>) {
+    let d = store.dim;
+    let n = store.rows().max(1) as f64;
+    let (mut sum, mut sq) = (vec![0f64; d], vec![0f64; d]);
+    for row in store.emb.chunks_exact(d) {
+        for (i, v) in row.iter().enumerate() {
+            sum[i] += *v as f64;
+            sq[i] += (*v as f64) * (*v as f64);
+        }
+    }
+    let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+    let std = sq
+        .iter()
+        .zip(&sum)
+        .map(|(q, s)| ((q / n - (s / n).powi(2)).max(0.0).sqrt() as f32).max(1e-6))
+        .collect();
+    (mean, std)
+}
+
 /// Per-head softmax of aux logits, scaled to unit-ish range, appended to `z` rows.
 fn with_aux(z: &[f32], dim: usize, store: &Store) -> Vec<f32> {
     let a = store.aux_dim();
@@ -332,6 +353,21 @@ impl Setup {
         let noisy = Store::load(&opts.cache, opts.store.as_deref(), &opts.noisy)?;
         let lab = Labelled::new(&clean)?;
         let dim = clean.dim;
+        if noisy.dim != dim || dim < mean.len() {
+            bail!(
+                "the clean ({dim}) and noisy ({}) embeddings must both be at least the model's {} wide",
+                noisy.dim,
+                mean.len()
+            );
+        }
+        // Columns past the model's embedding are z-scored by the clean rows' own statistics.
+        let (mut mean, mut std) = (mean.clone(), std.clone());
+        if dim > mean.len() {
+            let (m, s) = column_stats(&clean);
+            mean.extend_from_slice(&m[mean.len()..]);
+            std.extend_from_slice(&s[std.len()..]);
+        }
+        let (mean, std) = (&mean, &std);
         let mut z = zscore_rows(&clean, mean, std);
         let mut za = with_aux(&z, dim, &clean);
         let base = clean.rows();
@@ -360,8 +396,10 @@ impl Setup {
         let width = (za.len() as i64) / rows;
         let x_aux = Tensor::from_slice(&za).view([rows, width]);
         // The shipped reference set, if the model has one.
+        // The shipped references are embeddings: with wider features there is nothing to
+        // compare them with, and baseline (a) is left out.
         let (shipped, shipped_groups, shipped_k) = match &enc.manifest.knn {
-            Some(k) => {
+            Some(k) if dim == enc.manifest.encoder.embedding_mean.len() => {
                 let r = ShippedRefs::load(&opts.model.join(&k.file))?;
                 let index = CorpusIndex::load(&opts.cache)?;
                 let groups = r
@@ -375,7 +413,7 @@ impl Setup {
                     .collect();
                 (Some(r), groups, k.k)
             }
-            None => (None, Vec::new(), 5),
+            _ => (None, Vec::new(), 5),
         };
         Ok(Self {
             clean,
@@ -1165,6 +1203,13 @@ fn fixture_scores(opts: &EvalOptions, setup: &Setup, report: &mut EvalReport) ->
     let Some(dir) = &opts.fixtures else {
         return Ok(());
     };
+    if setup.dim != setup.zscore_mean.len() {
+        bail!(
+            "--fixtures: the embeddings are {} wide, the model's encoder gives {}",
+            setup.dim,
+            setup.zscore_mean.len()
+        );
+    }
     {
         let fx = Fixtures::load(dir, &opts.model, lab)?;
         let all: Vec<usize> = (0..lab.clips.len()).collect();

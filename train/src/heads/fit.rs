@@ -120,6 +120,14 @@ pub fn fit(opts: &FitOptions, setup: &Setup, report: &EvalReport) -> Result<Stri
     if setup.lab.categories != report.categories || setup.lab.catids != report.catids {
         bail!("the evaluation's classes differ from the corpus' now (it changed since): evaluate again");
     }
+    if setup.dim != setup.zscore_mean.len() {
+        bail!(
+            "the heads read {}-wide features; the exported encoder gives its {}-wide embedding \
+             (export from the embeddings of `embed`, not of `embed --from-trunk --pool`)",
+            setup.dim,
+            setup.zscore_mean.len()
+        );
+    }
     let lab = &setup.lab;
     let all: Vec<usize> = (0..lab.clips.len()).collect();
 
@@ -200,10 +208,17 @@ pub fn fit(opts: &FitOptions, setup: &Setup, report: &EvalReport) -> Result<Stri
                 lab.clips.len(),
                 lab.groups.len()
             ),
-            scenario: format!(
-                "frozen aiSFX encoder; MLP heads 512-256-128-C, recipe {}",
-                report.default_method
-            ),
+            scenario: {
+                let [h1, h2] = cat_head.widths();
+                let ens = match opts.mlp.ensemble {
+                    0 | 1 => String::new(),
+                    k => format!(" ({k} heads merged)"),
+                };
+                format!(
+                    "frozen aiSFX encoder; MLP heads 512-{h1}-{h2}-C{ens}, recipe {}",
+                    report.default_method
+                )
+            },
             exported_by: format!("sfxtag-train {}", env!("CARGO_PKG_VERSION")),
             metrics: vec![sfxtag_core::manifest::Metric {
                 name: "loso_category_top1_mean".into(),

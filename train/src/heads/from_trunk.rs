@@ -24,6 +24,39 @@ use tch::{nn, Device, Kind, Tensor};
 /// Trunk windows through block 4 at once.
 const BATCH: usize = 64;
 
+/// What a store row holds: the encoder's embedding alone, or with more pooled features
+/// appended (for measuring whether the heads gain from them; only `max` exports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Pool {
+    /// The embedding: block 4 averaged over frequency, maximum over time (512).
+    #[default]
+    Max,
+    /// The embedding, then block 4's time average (1024).
+    MaxMean,
+    /// `max-mean`, then block 3's output averaged over frequency, maximum and mean over time
+    /// (1536).
+    MaxMeanBlock3,
+}
+
+impl Pool {
+    /// Row width.
+    pub fn dim(self) -> usize {
+        let e = EMBEDDING_DIM as usize;
+        match self {
+            Pool::Max => e,
+            Pool::MaxMean => 2 * e,
+            Pool::MaxMeanBlock3 => 2 * e + 2 * TRUNK_SHAPE[0] as usize,
+        }
+    }
+    fn key(self) -> &'static str {
+        match self {
+            Pool::Max => "",
+            Pool::MaxMean => "|max-mean",
+            Pool::MaxMeanBlock3 => "|max-mean-block3",
+        }
+    }
+}
+
 /// What `embed --from-trunk` does.
 #[derive(Debug, Clone)]
 pub struct FromTrunkOptions {
@@ -33,6 +66,7 @@ pub struct FromTrunkOptions {
     pub variant: Variant,
     /// Where the stores go (default `<cache>/embeddings`, as `embed`).
     pub store: Option<PathBuf>,
+    pub pool: Pool,
     pub progress: bool,
 }
 
@@ -66,6 +100,11 @@ impl Block4 {
 
     /// Raw 512-d embeddings of trunk rows (f16 bytes, [`trunk::ROW_BYTES`] each): rows × 512.
     pub fn embed_rows(&self, rows: &[u8]) -> Vec<f32> {
+        self.pooled_rows(rows, Pool::Max)
+    }
+
+    /// Rows of `pool.dim()` features of trunk rows (the embedding first).
+    pub fn pooled_rows(&self, rows: &[u8], pool: Pool) -> Vec<f32> {
         let n = (rows.len() / trunk::ROW_BYTES) as i64;
         let x = Tensor::from_data_size(
             rows,
@@ -73,7 +112,23 @@ impl Block4 {
             Kind::Half,
         )
         .to_kind(Kind::Float);
-        let e = tch::no_grad(|| self.model.embed(&x, 0, false));
+        let e = tch::no_grad(|| {
+            if pool == Pool::Max {
+                return self.model.embed(&x, 0, false);
+            }
+            // [B, C, T, F] → mean over frequency → [B, C, T]; the embedding is its max over T.
+            let h = self
+                .model
+                .features(&x, 0, false)
+                .mean_dim(3, false, Kind::Float);
+            let mut parts = vec![h.amax(2, false), h.mean_dim(2, false, Kind::Float)];
+            if pool == Pool::MaxMeanBlock3 {
+                let b3 = x.mean_dim(3, false, Kind::Float);
+                parts.push(b3.amax(2, false));
+                parts.push(b3.mean_dim(2, false, Kind::Float));
+            }
+            Tensor::cat(&parts, 1)
+        });
         Vec::<f32>::try_from(e.contiguous().view([-1])).expect("a float tensor")
     }
 }
@@ -108,7 +163,7 @@ pub fn embed(opts: &FromTrunkOptions) -> Result<FromTrunkSummary> {
     for d in &datasets {
         let name = &d.index.dataset;
         let key = sfxtag_core::manifest::sha256_hex(
-            format!("{}|{sha}|from-trunk", d.index.input_key).as_bytes(),
+            format!("{}|{sha}|from-trunk{}", d.index.input_key, opts.pool.key()).as_bytes(),
         );
         let json = dir.join(format!("{name}.json"));
         let f32_path = dir.join(format!("{name}.f32"));
@@ -136,7 +191,7 @@ pub fn embed(opts: &FromTrunkOptions) -> Result<FromTrunkSummary> {
             for r in start..end {
                 rows.extend_from_slice(d.rows.row_bytes(r));
             }
-            for v in block4.embed_rows(&rows) {
+            for v in block4.pooled_rows(&rows, opts.pool) {
                 out.write_all(&v.to_le_bytes())?;
             }
             pb.inc((end - start) as u64);
@@ -152,7 +207,7 @@ pub fn embed(opts: &FromTrunkOptions) -> Result<FromTrunkSummary> {
             dataset: name.clone(),
             variant: opts.variant.name(),
             encoder_sha256: sha.clone(),
-            dim: EMBEDDING_DIM as usize,
+            dim: opts.pool.dim(),
             aux: Vec::new(),
             max_windows: d.index.max_windows,
             input_key: key,
