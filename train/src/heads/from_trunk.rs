@@ -48,11 +48,17 @@ impl Pool {
             Pool::MaxMeanBlock3 => 2 * e + 2 * TRUNK_SHAPE[0] as usize,
         }
     }
-    fn key(self) -> &'static str {
+    /// What the store's input key adds (nothing for the plain embedding: its stores stay valid).
+    fn key(self) -> String {
+        use clap::ValueEnum;
         match self {
-            Pool::Max => "",
-            Pool::MaxMean => "|max-mean",
-            Pool::MaxMeanBlock3 => "|max-mean-block3",
+            Pool::Max => String::new(),
+            _ => format!(
+                "|{}",
+                self.to_possible_value()
+                    .expect("every pool is named")
+                    .get_name()
+            ),
         }
     }
 }

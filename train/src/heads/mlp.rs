@@ -216,34 +216,24 @@ pub fn merge(heads: &[Mlp]) -> Result<Mlp> {
     let k = heads.len() as i64;
     let [h1, h2] = first.widths();
     let merged = Mlp::with_hidden(first.d_in, [k * h1, k * h2], first.classes, first.dropout);
+    let bias = |l: &nn::Linear| l.bs.as_ref().expect("a linear with bias").shallow_clone();
     tch::no_grad(|| {
-        let (l0, l1, l2) = (&merged.layers[0], &merged.layers[1], &merged.layers[2]);
-        let (w0, b0) = (
-            l0.ws.shallow_clone(),
-            l0.bs.as_ref().expect("bias").shallow_clone(),
-        );
-        let (mut w1, b1) = (
-            l1.ws.shallow_clone(),
-            l1.bs.as_ref().expect("bias").shallow_clone(),
-        );
-        let (mut w2, mut b2) = (
-            l2.ws.shallow_clone(),
-            l2.bs.as_ref().expect("bias").shallow_clone(),
-        );
+        let [l0, l1, l2] = [&merged.layers[0], &merged.layers[1], &merged.layers[2]];
+        let (w0, b0) = (l0.ws.shallow_clone(), bias(l0));
+        let (mut w1, b1) = (l1.ws.shallow_clone(), bias(l1));
+        let (mut w2, mut b2) = (l2.ws.shallow_clone(), bias(l2));
         let _ = w1.zero_();
         let _ = w2.zero_();
         let _ = b2.zero_();
         for (j, h) in heads.iter().enumerate() {
             let j = j as i64;
-            let (s0, s1, s2) = (&h.layers[0], &h.layers[1], &h.layers[2]);
+            let [s0, s1, s2] = [&h.layers[0], &h.layers[1], &h.layers[2]];
             w0.narrow(0, j * h1, h1).copy_(&s0.ws);
-            b0.narrow(0, j * h1, h1)
-                .copy_(s0.bs.as_ref().expect("bias"));
+            b0.narrow(0, j * h1, h1).copy_(&bias(s0));
             w1.narrow(0, j * h2, h2).narrow(1, j * h1, h1).copy_(&s1.ws);
-            b1.narrow(0, j * h2, h2)
-                .copy_(s1.bs.as_ref().expect("bias"));
+            b1.narrow(0, j * h2, h2).copy_(&bias(s1));
             w2.narrow(1, j * h2, h2).copy_(&(&s2.ws / k as f64));
-            b2 += s2.bs.as_ref().expect("bias") / k as f64;
+            b2 += bias(s2) / k as f64;
         }
     });
     Ok(merged)
