@@ -76,6 +76,10 @@ pub fn equalize(m: &mut FoldedModel, max_sweeps: usize) -> EqualizeReport {
                     *v = (*v as f64 / s) as f32;
                 }
                 c1.bias[ch] = (c1.bias[ch] as f64 / s) as f32;
+                if k == crate::graph::BLOCK3_LAST_CONV {
+                    // Block 3's pooled features are read by heads: the graph undoes this.
+                    m.block3_scale[ch] = (m.block3_scale[ch] as f64 * s) as f32;
+                }
                 for o in 0..c2.out_ch {
                     let base = (o * c2.in_ch + ch) * 9;
                     for v in &mut c2.weight[base..base + 9] {
@@ -127,5 +131,16 @@ mod tests {
             .map(|(x, y)| (x - y).abs() / x.abs().max(1.0))
             .fold(0f32, f32::max);
         assert!(rel < 1e-4, "logits changed by {rel}");
+        // Block 3's pooled features are read by heads: the graph undoes equalisation's scales.
+        assert!(
+            e.block3_scale.iter().any(|s| (s - 1.0).abs() > 1e-3),
+            "block 3 was not rescaled"
+        );
+        let rel = a[2]
+            .iter()
+            .zip(&b[2])
+            .map(|(x, y)| (x - y).abs() / x.abs().max(1e-2))
+            .fold(0f32, f32::max);
+        assert!(rel < 1e-4, "block 3's features changed by {rel}");
     }
 }

@@ -4,7 +4,7 @@
 //! `w' = w·γ/√(σ²+ε)` (per output channel) and `b' = β − μ·γ/√(σ²+ε)`. Computed in f64 so
 //! that folding itself adds no error beyond the final f32 rounding.
 
-use crate::weights::{conv_channels, Cnn9Weights, Head};
+use crate::weights::{conv_channels, Cnn9Weights, Head, CHANNELS};
 
 /// A conv3x3 with bias, BatchNorm folded in.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +29,10 @@ impl FoldedConv {
 pub struct FoldedModel {
     pub convs: Vec<FoldedConv>,
     pub heads: Vec<Head>,
+    /// Per channel of block 3's output, what its activations must be multiplied by to be the
+    /// folded network's (1 until cross-layer equalisation divides a channel: the graph undoes
+    /// it before block 3's pooled features are read).
+    pub block3_scale: Vec<f32>,
 }
 
 /// Folds every BatchNorm into its conv. `w` must be valid ([`Cnn9Weights::validate`]).
@@ -61,6 +65,7 @@ pub fn fold(w: &Cnn9Weights) -> FoldedModel {
     FoldedModel {
         convs,
         heads: w.heads.clone(),
+        block3_scale: vec![1.0; CHANNELS[2]],
     }
 }
 

@@ -2,13 +2,15 @@
 //! fp32 CNN9-max graph.
 //!
 //! Graph contract (architecture.md §5): opset 17, input `input` `[1,1,100,96]` f32, outputs `embedding`
-//! `[1,512]` and `logits_<head>` `[1,C]` per head. Encoder: 4 blocks of (Conv3x3 pad 1 → Relu)×2
+//! `[1,512]`, `logits_<head>` `[1,C]` per head, then `block3` `[1,512]` (block 3's pooled
+//! features, which wide heads read beside the embedding). Encoder: 4 blocks of (Conv3x3 pad 1 → Relu)×2
 //! with BatchNorm folded into the convs, MaxPool 2×2 after blocks 1–3, then ReduceMean over
 //! frequency (axis 3) and ReduceMax over time (axis 2), as aiSFX's `EmbeddingNet.forward`
 //! (`torch.mean(x, dim=3)` then `torch.max(x, dim=2)`). Heads: MatMul + Add (no Gemm, which
 //! tract-onnx would need to rewrite anyway), Relu between.
 
 use crate::fold::FoldedModel;
+use crate::weights::{HeadInput, BLOCK3_FEATURES_DIM};
 use prost::Message;
 use sfxtag_core::frontend::{N_MELS, WINDOW_FRAMES};
 use tract_onnx::pb;
@@ -18,6 +20,10 @@ pub const OPSET: i64 = 17;
 pub const IR_VERSION: i64 = 8;
 pub const INPUT: &str = "input";
 pub const EMBEDDING: &str = "embedding";
+/// Output of block 3's pooled features (`[1,512]`), the second half of a wide head's input.
+pub const BLOCK3: &str = "block3";
+/// The input of heads that read both (`[1,1024]`; internal).
+const EMBEDDING_BLOCK3: &str = "embedding_block3";
 pub const INPUT_SHAPE: [usize; 4] = [1, 1, WINDOW_FRAMES, N_MELS];
 
 /// Output name of a head's logits.
@@ -195,14 +201,20 @@ pub(crate) fn pool_attrs() -> Vec<(&'static str, Attr)> {
     ]
 }
 
+/// The last conv of block 3 (its pooled output is block 3's output).
+pub(crate) const BLOCK3_LAST_CONV: usize = 5;
+
 /// Whether a 2×2 max-pool follows conv layer `i` (after blocks 1–3).
 pub(crate) fn pool_after(i: usize) -> bool {
     i % 2 == 1 && i < 7
 }
 
-/// `x` (f32 `[1,512,T,F]`) → ReduceMean over F → ReduceMax over T → `embedding`, then the heads
-/// (fp32 MatMul + Add) → `logits_<head>`. Shared by the fp32 and int8 graphs.
-pub(crate) fn pool_and_heads(g: &mut GraphBuilder, m: &FoldedModel, x: &str) {
+/// `x` (f32 `[1,512,T,F]`) → ReduceMean over F → ReduceMax over T → `embedding`; `block3`
+/// (f32 `[1,256,T,F]`, block 3's output) → ReduceMean over F → ReduceMax and ReduceMean over T,
+/// times the model's `block3_scale` → `block3`; then the heads (fp32 MatMul + Add), each on the
+/// embedding or on `[embedding, block3]` as its first layer's width says → `logits_<head>`.
+/// Shared by the fp32 and int8 graphs.
+pub(crate) fn pool_and_heads(g: &mut GraphBuilder, m: &FoldedModel, x: &str, block3: &str) {
     g.node(
         "ReduceMean",
         &[x],
@@ -216,8 +228,24 @@ pub(crate) fn pool_and_heads(g: &mut GraphBuilder, m: &FoldedModel, x: &str) {
         vec![("axes", Attr::Ints(vec![2])), ("keepdims", Attr::Int(0))],
     );
     g.output(EMBEDDING, F32, &[1, crate::weights::EMBEDDING_DIM]);
+    block3_features(g, m, block3);
+    if m.heads
+        .iter()
+        .any(|h| h.input() == HeadInput::EmbeddingBlock3)
+    {
+        g.node(
+            "Concat",
+            &[EMBEDDING, BLOCK3],
+            EMBEDDING_BLOCK3,
+            vec![("axis", Attr::Int(1))],
+        );
+    }
     for h in &m.heads {
-        let mut cur = EMBEDDING.to_string();
+        let mut cur = match h.input() {
+            HeadInput::Embedding => EMBEDDING,
+            HeadInput::EmbeddingBlock3 => EMBEDDING_BLOCK3,
+        }
+        .to_string();
         for (l, lin) in h.layers.iter().enumerate() {
             let (o, i) = (lin.weight.shape[0], lin.weight.shape[1]);
             // MatMul wants [in, out]: transpose PyTorch's [out, in].
@@ -245,6 +273,50 @@ pub(crate) fn pool_and_heads(g: &mut GraphBuilder, m: &FoldedModel, x: &str) {
             }
         }
     }
+    // Last, so that the embedding and the logits keep their output positions.
+    g.output(BLOCK3, F32, &[1, BLOCK3_FEATURES_DIM]);
+}
+
+/// `block3` output: block 3's output averaged over frequency, then its maximum and its mean over
+/// time per channel, each channel times `m.block3_scale` (undoing equalisation).
+fn block3_features(g: &mut GraphBuilder, m: &FoldedModel, block3: &str) {
+    g.node(
+        "ReduceMean",
+        &[block3],
+        "block3_freq_mean",
+        vec![("axes", Attr::Ints(vec![3])), ("keepdims", Attr::Int(0))],
+    );
+    g.node(
+        "ReduceMax",
+        &["block3_freq_mean"],
+        "block3_time_max",
+        vec![("axes", Attr::Ints(vec![2])), ("keepdims", Attr::Int(0))],
+    );
+    g.node(
+        "ReduceMean",
+        &["block3_freq_mean"],
+        "block3_time_mean",
+        vec![("axes", Attr::Ints(vec![2])), ("keepdims", Attr::Int(0))],
+    );
+    let unscaled = m.block3_scale.iter().all(|&s| s == 1.0);
+    let cat = if unscaled { BLOCK3 } else { "block3_pooled" };
+    g.node(
+        "Concat",
+        &["block3_time_max", "block3_time_mean"],
+        cat,
+        vec![("axis", Attr::Int(1))],
+    );
+    if !unscaled {
+        // Max and mean commute with a positive per-channel scale: scaling after pooling is exact.
+        let twice: Vec<f32> = m
+            .block3_scale
+            .iter()
+            .chain(&m.block3_scale)
+            .copied()
+            .collect();
+        let s = g.init_f32("block3_scale", &[1, BLOCK3_FEATURES_DIM], &twice);
+        g.node("Mul", &[cat, &s], BLOCK3, vec![]);
+    }
 }
 
 /// The fp32 graph. With `with_activations`, every conv's post-ReLU tensor is an extra output
@@ -253,6 +325,7 @@ pub fn fp32_model(m: &FoldedModel, with_activations: bool) -> pb::ModelProto {
     let mut g = GraphBuilder::default();
     g.input(INPUT, F32, &INPUT_SHAPE);
     let mut x = INPUT.to_string();
+    let mut block3 = String::new();
     let (mut t, mut f) = (WINDOW_FRAMES, N_MELS);
     for (i, c) in m.convs.iter().enumerate() {
         let w = g.init_f32(&format!("conv{i}_w"), &[c.out_ch, c.in_ch, 3, 3], &c.weight);
@@ -271,12 +344,23 @@ pub fn fp32_model(m: &FoldedModel, with_activations: bool) -> pb::ModelProto {
             t /= 2;
             f /= 2;
         }
+        if i == BLOCK3_LAST_CONV {
+            block3 = x.clone();
+        }
     }
-    pool_and_heads(&mut g, m, &x);
+    pool_and_heads(&mut g, m, &x, &block3);
     g.finish(
         "cnn9_max_fp32",
         "sfxtag CNN9-max encoder, fp32, BatchNorm folded",
     )
+}
+
+/// The output names of ONNX bytes, in order, read without building the graph.
+pub fn output_names(onnx: &[u8]) -> Result<Vec<String>, prost::DecodeError> {
+    let m = pb::ModelProto::decode(onnx)?;
+    Ok(m.graph
+        .map(|g| g.output.into_iter().map(|o| o.name).collect())
+        .unwrap_or_default())
 }
 
 /// Serialised protobuf bytes.

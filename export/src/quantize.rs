@@ -102,6 +102,14 @@ pub fn int8_model(m: &FoldedModel, r: &Ranges) -> (pb::ModelProto, Vec<ConvQuant
             g.node("MaxPool", &[&x], &p, graph::pool_attrs());
             x = p;
         }
+        if i == graph::BLOCK3_LAST_CONV {
+            g.node(
+                "DequantizeLinear",
+                &[&x, &xs_name, &zp_u8],
+                "block3_f32",
+                vec![],
+            );
+        }
     }
     g.node(
         "DequantizeLinear",
@@ -109,7 +117,7 @@ pub fn int8_model(m: &FoldedModel, r: &Ranges) -> (pb::ModelProto, Vec<ConvQuant
         "last_f32",
         vec![],
     );
-    graph::pool_and_heads(&mut g, m, "last_f32");
+    graph::pool_and_heads(&mut g, m, "last_f32", "block3_f32");
     (
         g.finish(
             "cnn9_max_int8",

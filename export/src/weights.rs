@@ -14,8 +14,10 @@
 //!
 //! Channels are 64/128/256/512 for blocks 1–4 (the input has 1 channel); heads are
 //! `512 → H₁ → H₂ → C`, `H₁ = 256, H₂ = 128` for the released ones (a head that merges several,
-//! as `sfxtag-train heads --ensemble` writes, is wider; the widths are read from `fc0`/`fc1`). BatchNorm epsilon is 1e-5 (PyTorch's default); a `bn_eps` metadata
-//! entry overrides it. The optional metadata entry `heads` lists the head names, comma-separated,
+//! as `sfxtag-train heads --ensemble` writes, is wider; the widths are read from `fc0`/`fc1`).
+//! A head whose `fc0` takes 1024 inputs reads the embedding followed by block 3's pooled
+//! features ([`HeadInput::EmbeddingBlock3`]); the graph computes them for it. BatchNorm
+//! epsilon is 1e-5 (PyTorch's default); a `bn_eps` metadata entry overrides it. The optional metadata entry `heads` lists the head names, comma-separated,
 //! in logit-output order; without it heads are taken in name order. Head names must match
 //! `[A-Za-z0-9_-]+` (they become ONNX output names `logits_<name>` and manifest keys).
 //! Any other tensor is an error, so that a checkpoint of another architecture is refused rather
@@ -28,6 +30,9 @@ use std::path::Path;
 pub const CHANNELS: [usize; 4] = [64, 128, 256, 512];
 /// Embedding dimension (channels of the last block).
 pub const EMBEDDING_DIM: usize = 512;
+/// Width of block 3's pooled features: its output averaged over frequency, then the maximum and
+/// the mean over time of each of its 256 channels (maxima first).
+pub const BLOCK3_FEATURES_DIM: usize = 2 * CHANNELS[2];
 /// Hidden sizes of every head: `512 → 256 → 128 → C`.
 pub const HEAD_HIDDEN: [usize; 2] = [256, 128];
 /// PyTorch's BatchNorm default.
@@ -72,6 +77,31 @@ pub struct Linear {
     pub bias: Vec<f32>,
 }
 
+/// What a head reads; its `fc0`'s input width tells which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadInput {
+    /// The embedding (512), as the released heads.
+    Embedding,
+    /// The embedding, then block 3's pooled features (512 + 512): block 3 keeps detail that
+    /// block 4's time maximum loses, and heads on both name unheard sources better.
+    EmbeddingBlock3,
+}
+
+impl HeadInput {
+    pub fn width(self) -> usize {
+        match self {
+            HeadInput::Embedding => EMBEDDING_DIM,
+            HeadInput::EmbeddingBlock3 => EMBEDDING_DIM + BLOCK3_FEATURES_DIM,
+        }
+    }
+    /// The input of an `fc0` this wide, if any.
+    pub fn of_width(w: usize) -> Option<Self> {
+        [HeadInput::Embedding, HeadInput::EmbeddingBlock3]
+            .into_iter()
+            .find(|i| i.width() == w)
+    }
+}
+
 /// One classification head: `fc0 → ReLU → fc1 → ReLU → fc2`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Head {
@@ -86,6 +116,25 @@ impl Head {
     /// Widths of the two hidden layers (the outputs of `fc0` and `fc1`).
     pub fn hidden(&self) -> [usize; 2] {
         [self.layers[0].bias.len(), self.layers[1].bias.len()]
+    }
+    /// What the head reads (the embedding when `fc0`'s width is not a known one: validation
+    /// then reports the shape).
+    pub fn input(&self) -> HeadInput {
+        self.layers[0]
+            .weight
+            .shape
+            .get(1)
+            .and_then(|&w| HeadInput::of_width(w))
+            .unwrap_or(HeadInput::Embedding)
+    }
+    /// The head's shape, as [`expected_tensors_with`] takes it.
+    pub fn dims(&self) -> HeadDims<'_> {
+        HeadDims {
+            name: &self.name,
+            input: self.input(),
+            hidden: self.hidden(),
+            classes: self.n_classes(),
+        }
     }
 }
 
@@ -158,18 +207,38 @@ fn conv_prefix(i: usize) -> (String, usize) {
     (format!("encoder.block{}", i / 2 + 1), i % 2 + 1)
 }
 
-/// `(in, out)` of head layer `l` for a head with `n_classes` outputs and the released widths.
-pub fn head_layer_dims(l: usize, n_classes: usize) -> (usize, usize) {
-    head_layer_dims_with(l, HEAD_HIDDEN, n_classes)
+/// A head's shape: its input, hidden widths and classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadDims<'a> {
+    pub name: &'a str,
+    pub input: HeadInput,
+    pub hidden: [usize; 2],
+    pub classes: usize,
 }
 
-/// `(in, out)` of head layer `l` for a head of hidden widths `hidden`.
-pub fn head_layer_dims_with(l: usize, hidden: [usize; 2], n_classes: usize) -> (usize, usize) {
-    match l {
-        0 => (EMBEDDING_DIM, hidden[0]),
-        1 => (hidden[0], hidden[1]),
-        _ => (hidden[1], n_classes),
+impl<'a> HeadDims<'a> {
+    /// A released head: the embedding in, widths 256 and 128.
+    pub fn released(name: &'a str, classes: usize) -> Self {
+        Self {
+            name,
+            input: HeadInput::Embedding,
+            hidden: HEAD_HIDDEN,
+            classes,
+        }
     }
+    /// `(in, out)` of layer `l`.
+    pub fn layer(&self, l: usize) -> (usize, usize) {
+        match l {
+            0 => (self.input.width(), self.hidden[0]),
+            1 => (self.hidden[0], self.hidden[1]),
+            _ => (self.hidden[1], self.classes),
+        }
+    }
+}
+
+/// `(in, out)` of head layer `l` for a head with `n_classes` outputs and the released widths.
+pub fn head_layer_dims(l: usize, n_classes: usize) -> (usize, usize) {
+    HeadDims::released("", n_classes).layer(l)
 }
 
 pub(crate) fn valid_head_name(name: &str) -> bool {
@@ -181,13 +250,15 @@ pub(crate) fn valid_head_name(name: &str) -> bool {
 
 /// Every tensor name of the scheme with its expected shape, for the given heads (released widths).
 pub fn expected_tensors(heads: &[(&str, usize)]) -> Vec<(String, Vec<usize>)> {
-    let heads: Vec<(&str, [usize; 2], usize)> =
-        heads.iter().map(|(n, c)| (*n, HEAD_HIDDEN, *c)).collect();
+    let heads: Vec<HeadDims> = heads
+        .iter()
+        .map(|(n, c)| HeadDims::released(n, *c))
+        .collect();
     expected_tensors_with(&heads)
 }
 
-/// [`expected_tensors`] for heads `(name, hidden widths, classes)`.
-pub fn expected_tensors_with(heads: &[(&str, [usize; 2], usize)]) -> Vec<(String, Vec<usize>)> {
+/// [`expected_tensors`] for heads of any shape.
+pub fn expected_tensors_with(heads: &[HeadDims]) -> Vec<(String, Vec<usize>)> {
     let mut v = Vec::new();
     for i in 0..8 {
         let (inp, out) = conv_channels(i);
@@ -197,9 +268,10 @@ pub fn expected_tensors_with(heads: &[(&str, [usize; 2], usize)]) -> Vec<(String
             v.push((format!("{p}.bn{k}.{f}"), vec![out]));
         }
     }
-    for (name, hidden, c) in heads {
+    for h in heads {
+        let name = h.name;
         for l in 0..3 {
-            let (i, o) = head_layer_dims_with(l, *hidden, *c);
+            let (i, o) = h.layer(l);
             v.push((format!("head.{name}.fc{l}.weight"), vec![o, i]));
             v.push((format!("head.{name}.fc{l}.bias"), vec![o]));
         }
@@ -356,14 +428,11 @@ impl Cnn9Weights {
                 return Err(WeightsError::HeadName(format!("{} (duplicate)", h.name)));
             }
         }
-        let dims: Vec<(&str, [usize; 2], usize)> = self
-            .heads
-            .iter()
-            .map(|h| (h.name.as_str(), h.hidden(), h.n_classes()))
-            .collect();
-        if let Some((name, _, _)) = dims.iter().find(|(_, h, _)| h.contains(&0)) {
+        let dims: Vec<HeadDims> = self.heads.iter().map(Head::dims).collect();
+        if let Some(h) = dims.iter().find(|h| h.hidden.contains(&0)) {
             return Err(WeightsError::Architecture(format!(
-                "head {name} has an empty hidden layer"
+                "head {} has an empty hidden layer",
+                h.name
             )));
         }
         let expected: HashMap<String, Vec<usize>> =
@@ -444,17 +513,22 @@ impl Cnn9Weights {
                     })
                 }
             };
-            // Hidden widths as the file has them (checked for consistency below).
-            let width =
-                |l: usize, default: usize| match tensors.get(&format!("head.{h}.fc{l}.weight")) {
-                    Some(a) if a.shape.len() == 2 => a.shape[0],
-                    _ => default,
-                };
-            dims.push((
-                h.as_str(),
-                [width(0, HEAD_HIDDEN[0]), width(1, HEAD_HIDDEN[1])],
-                c,
-            ));
+            // Widths as the file has them (checked for consistency below).
+            let shape = |l: usize| {
+                tensors
+                    .get(&format!("head.{h}.fc{l}.weight"))
+                    .filter(|a| a.shape.len() == 2)
+                    .map(|a| (a.shape[0], a.shape[1]))
+            };
+            let width = |l: usize, default: usize| shape(l).map_or(default, |s| s.0);
+            dims.push(HeadDims {
+                name: h.as_str(),
+                input: shape(0)
+                    .and_then(|s| HeadInput::of_width(s.1))
+                    .unwrap_or(HeadInput::Embedding),
+                hidden: [width(0, HEAD_HIDDEN[0]), width(1, HEAD_HIDDEN[1])],
+                classes: c,
+            });
         }
         let expected = expected_tensors_with(&dims);
         for (name, shape) in &expected {

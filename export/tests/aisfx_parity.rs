@@ -118,7 +118,9 @@ fn check(label: &str, model: &TractModel, min_cos: f64, top1_min: f64) {
         rate >= top1_min,
         "{label}: top-1 agreement {rate} < {top1_min}"
     );
-    assert_eq!(heads.len(), model.outputs.len() - 1);
+    // The embedding, one output per head, then block 3's features.
+    assert_eq!(heads.len(), model.outputs.len() - 2);
+    assert_eq!(model.outputs.last().map(String::as_str), Some("block3"));
 }
 
 #[test]

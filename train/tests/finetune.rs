@@ -272,6 +272,32 @@ fn embeddings_from_the_trunk_are_the_whole_encoders_and_the_noisy_trunk_mixes_ot
         );
     }
 
+    // The exported graph's `block3` output is the trainer's block 3 pooling of the same window
+    // (the features `heads --features embedding-block3` trains on are what the daemon computes).
+    let graph = sfxtag_export::TractModel::from_bytes(&sfxtag_export::fp32_onnx_bytes(
+        &trunk::load_weights(&weights).unwrap(),
+    ))
+    .unwrap();
+    let b3 = graph
+        .output_index(sfxtag_export::graph::BLOCK3)
+        .expect("a block3 output");
+    let mut n = 0;
+    for c in wst.clips.iter().filter(|c| c.dataset == "a") {
+        let mel = &prepared
+            .clips
+            .iter()
+            .find(|p| p.rel_path == c.rel_path)
+            .unwrap()
+            .mel;
+        for (k, win) in trunk::clip_windows(mel, 2, true).iter().enumerate() {
+            let o = graph.run(win).unwrap();
+            let cos = cosine(&o[b3], &wst.row(c.first + k)[1024..]);
+            assert!(cos >= 0.999, "{} window {k}: cosine {cos}", c.rel_path);
+            n += 1;
+        }
+    }
+    assert!(n >= 14, "{n} windows compared");
+
     // Weights whose blocks 1–3 are not the trunk's are refused.
     let other = tmp.path().join("other.safetensors");
     Cnn9Weights::random(12, &[("released", 3)])

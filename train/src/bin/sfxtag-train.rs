@@ -410,6 +410,11 @@ struct HeadsArgs {
     /// Read the embeddings from here instead of CACHE/embeddings (as given to `embed --store`).
     #[arg(long)]
     store: Option<PathBuf>,
+    /// What the heads read of each window: the embedding, or the embedding and block 3's
+    /// pooled features (needs embeddings of an encoder with the `block3` output; the exported
+    /// graph feeds its heads both).
+    #[arg(long, value_enum, default_value_t)]
+    features: sfxtag_train::heads::eval::Features,
     /// Train the winning heads on every source and write this model directory.
     #[arg(long, value_name = "DIR")]
     export: Option<PathBuf>,
@@ -802,6 +807,7 @@ fn main() -> Result<()> {
             opts.max_folds = a.max_folds;
             opts.folds = a.folds.clone();
             opts.store = a.store.clone();
+            opts.features = a.features;
             if !a.methods.is_empty() {
                 opts.methods = a
                     .methods
@@ -822,6 +828,14 @@ fn main() -> Result<()> {
                     serde_json::from_slice(&std::fs::read(&json).map_err(|e| {
                         anyhow::anyhow!("--reuse-eval: cannot read {}: {e}", json.display())
                     })?)?;
+                if report.features != a.features {
+                    anyhow::bail!(
+                        "--reuse-eval: {} evaluated --features {}, not {}",
+                        json.display(),
+                        report.features.name(),
+                        a.features.name()
+                    );
+                }
                 (report, sfxtag_train::heads::eval::Setup::load(&opts)?)
             } else {
                 let (report, setup, _) = sfxtag_train::heads::eval::run(&opts, |l| {

@@ -4,7 +4,8 @@
 //! Windows are the daemon's (100 frames, 50 % overlap, a short clip zero-padded to one window),
 //! at most `max_windows` per clip (evenly spaced, so a long ambience does not outweigh a hundred
 //! short effects). Each window row holds the encoder's raw 512-d embedding and, beside it, the
-//! logits of the model's other heads (the released aiSFX heads: features for idea (e)).
+//! logits of the model's other heads (the released aiSFX heads: features for idea (e)) and, when
+//! the encoder graph has the output, block 3's pooled features (aux entry [`BLOCK3_AUX`]).
 //!
 //! Variants: `clean` reads the prepared mel cache; `noisy` decodes each clip again, mixes it with
 //! an ambience from another source group at a fixed SNR, and computes fresh mel frames (field
@@ -26,6 +27,9 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+/// The aux entry holding block 3's pooled features (the graph output of that name).
+pub const BLOCK3_AUX: &str = sfxtag_export::graph::BLOCK3;
 
 /// Bump when the store layout or the window choice changes.
 pub const STORE_VERSION: u32 = 1;
@@ -138,11 +142,19 @@ impl EncoderSpec {
         let onnx = fs::read(model.join(&file))
             .with_context(|| format!("cannot read {}", model.join(&file).display()))?;
         let sha256 = sfxtag_core::manifest::sha256_hex(&onnx);
-        let aux = manifest
+        let mut aux: Vec<(String, usize)> = manifest
             .heads
             .iter()
             .map(|h| (h.output.clone(), h.n_classes))
             .collect();
+        let outputs = sfxtag_export::graph::output_names(&onnx)
+            .with_context(|| format!("{} is not an ONNX model", model.join(&file).display()))?;
+        if outputs.iter().any(|o| o == BLOCK3_AUX) {
+            aux.push((
+                BLOCK3_AUX.to_string(),
+                sfxtag_export::weights::BLOCK3_FEATURES_DIM,
+            ));
+        }
         Ok(Self {
             sha256,
             embedding_output: manifest.encoder.embedding_output.clone(),
@@ -536,6 +548,10 @@ impl Store {
         let a = self.aux_dim();
         &self.aux_rows[r * a..(r + 1) * a]
     }
+    /// Where block 3's features sit in an aux row, if the store has them.
+    pub fn block3_range(&self) -> Option<std::ops::Range<usize>> {
+        block3_range(&self.aux)
+    }
 
     /// Loads every dataset of a variant (all of the corpus index, in its order) from `store`
     /// (default `<cache>/embeddings`).
@@ -607,6 +623,18 @@ impl Store {
         }
         Ok(st)
     }
+}
+
+/// Where block 3's features sit in an aux row of layout `aux`.
+pub fn block3_range(aux: &[(String, usize)]) -> Option<std::ops::Range<usize>> {
+    let mut off = 0;
+    for (name, n) in aux {
+        if name == BLOCK3_AUX {
+            return Some(off..off + n);
+        }
+        off += n;
+    }
+    None
 }
 
 /// Runs the encoder over the mel frames of one audio file (for the fixtures and `enroll`-style

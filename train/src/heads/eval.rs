@@ -18,7 +18,7 @@
 
 use super::calibrate::{self, Decision};
 use super::data::Labelled;
-use super::embed::{pick_windows, EncoderSpec, Store, Variant};
+use super::embed::{pick_windows, EncoderSpec, Store, Variant, BLOCK3_AUX};
 use super::knn::KnnIndex;
 use super::mlp::{self, MlpConfig, Sampler};
 use super::shipped::ShippedRefs;
@@ -90,6 +90,30 @@ impl Method {
     }
 }
 
+/// What the heads and the corpus kNN read of each window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Features {
+    /// The encoder's embedding (with the extra columns of an `embed --from-trunk --pool` store).
+    #[default]
+    Embedding,
+    /// The embedding, then block 3's pooled features (the store's `block3` entry, which
+    /// `embed` writes when the encoder graph has that output); the exported graph feeds a
+    /// head both.
+    EmbeddingBlock3,
+}
+
+impl Features {
+    /// The command-line name.
+    pub fn name(self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value()
+            .expect("every feature set is named")
+            .get_name()
+            .to_string()
+    }
+}
+
 /// Seed offset of every head trained on the whole corpus: the fixture scores of the report and
 /// the exported heads come from the same training run, so the report describes the shipped
 /// heads (not a sibling trained with another seed).
@@ -126,6 +150,8 @@ pub struct EvalOptions {
     pub folds: Vec<String>,
     /// The embeddings' folder instead of `<cache>/embeddings` (another encoder's).
     pub store: Option<PathBuf>,
+    /// What the heads read of each window.
+    pub features: Features,
     pub progress: bool,
 }
 
@@ -150,6 +176,7 @@ impl EvalOptions {
             max_folds: None,
             folds: Vec::new(),
             store: None,
+            features: Features::Embedding,
             progress: true,
         }
     }
@@ -201,6 +228,8 @@ pub struct EvalReport {
     /// Default method, clean, pooled over folds, per class: (file-level support, recall,
     /// precision, window-level recall of "probability ≥ 0.25", the privacy filter's test).
     pub per_class: BTreeMap<String, (usize, f64, f64, f64)>,
+    /// What the heads read (reports before this field: the embedding).
+    pub features: Features,
     pub seconds: f64,
 }
 
@@ -218,28 +247,47 @@ pub struct Setup {
     /// Group index of each shipped reference (None: a source outside the corpus).
     pub shipped_groups: Vec<Option<usize>>,
     pub shipped_k: usize,
+    /// Width of a row of `x`.
     pub dim: usize,
-    /// The z-score statistics `x` was made with (the `--model` manifest's): an exported head
-    /// folds exactly these into its first layer, since it reads the raw embedding.
+    pub features: Features,
+    /// Width of the model's embedding (the first columns of every row of `x`).
+    pub emb_dim: usize,
+    /// The z-score statistics `x` was made with (the `--model` manifest's for the embedding,
+    /// the clean rows' own for the columns after it): an exported head folds exactly these into
+    /// its first layer, since the graph feeds it raw features.
     pub zscore_mean: Vec<f32>,
     pub zscore_std: Vec<f32>,
 }
 
-fn zscore_rows(store: &Store, mean: &[f32], std: &[f32]) -> Vec<f32> {
-    let mut z = Vec::with_capacity(store.emb.len());
-    for row in store.emb.chunks_exact(store.dim) {
-        z.extend(row.iter().zip(mean).zip(std).map(|((x, m), s)| (x - m) / s));
+/// Raw feature rows of `store`: each window's row (the embedding and any extra columns), then,
+/// with `block3` (where they sit in an aux row), block 3's pooled features.
+fn feature_rows(store: &Store, block3: Option<&Range<usize>>) -> Vec<f32> {
+    let width = store.dim + block3.map_or(0, |b| b.len());
+    let mut out = Vec::with_capacity(store.rows() * width);
+    for r in 0..store.rows() {
+        out.extend_from_slice(store.row(r));
+        if let Some(b) = block3 {
+            out.extend_from_slice(&store.aux_row(r)[b.clone()]);
+        }
     }
-    z
+    out
 }
 
-/// `(mean, std)` of every column of `store`'s rows: the z-score of features the model's
-/// manifest has no statistics for (`embed --from-trunk --pool`'s extra columns).
-fn column_stats(store: &Store) -> (Vec<f32>, Vec<f32>) {
-    let d = store.dim;
-    let n = store.rows().max(1) as f64;
+/// z-scores rows of width `mean.len()` in place.
+fn zscore_in_place(rows: &mut [f32], mean: &[f32], std: &[f32]) {
+    for row in rows.chunks_exact_mut(mean.len()) {
+        for ((x, m), s) in row.iter_mut().zip(mean).zip(std) {
+            *x = (*x - m) / s;
+        }
+    }
+}
+
+/// `(mean, std)` of every column of rows `d` wide: the z-score of features the model's
+/// manifest has no statistics for (block 3's, `embed --from-trunk --pool`'s extra columns).
+fn column_stats(rows: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
+    let n = (rows.len() / d).max(1) as f64;
     let (mut sum, mut sq) = (vec![0f64; d], vec![0f64; d]);
-    for row in store.emb.chunks_exact(d) {
+    for row in rows.chunks_exact(d) {
         for (i, v) in row.iter().enumerate() {
             sum[i] += *v as f64;
             sq[i] += (*v as f64) * (*v as f64);
@@ -264,11 +312,16 @@ fn with_aux(z: &[f32], dim: usize, store: &Store) -> Vec<f32> {
     out
 }
 
-/// One row of `[z ; per-head softmax of the aux logits]`.
+/// One row of `[z ; per-head softmax of the aux logits]` (block 3's features are not logits:
+/// they are in `z` when the heads read them).
 fn append_aux(out: &mut Vec<f32>, z: &[f32], aux: &[f32], layout: &[(String, usize)]) {
     out.extend_from_slice(z);
     let mut off = 0;
-    for (_, n) in layout {
+    for (name, n) in layout {
+        if name == BLOCK3_AUX {
+            off += n;
+            continue;
+        }
         let p = mlp::softmax_rows(&aux[off..off + n], *n, 1.0);
         // √n keeps a head's posteriors on the scale of the z-scored embedding.
         out.extend(p.iter().map(|v| v * (*n as f32).sqrt()));
@@ -289,18 +342,25 @@ pub struct Fixtures {
 }
 
 impl Fixtures {
-    pub fn load(dir: &Path, model: &Path, lab: &Labelled) -> Result<Self> {
+    /// Embeds the fixtures with `model`'s encoder into `setup`'s features.
+    pub fn load(dir: &Path, model: &Path, setup: &Setup) -> Result<Self> {
+        let lab = &setup.lab;
         let enc = EncoderSpec::load(model)?;
-        let (mean, std) = (
-            enc.manifest.encoder.embedding_mean.clone(),
-            enc.manifest.encoder.embedding_std.clone(),
-        );
+        let (mean, std) = (&setup.zscore_mean, &setup.zscore_std);
+        let block3 = match setup.features {
+            Features::Embedding => None,
+            Features::EmbeddingBlock3 => Some(
+                super::embed::block3_range(&enc.aux)
+                    .context("the model's encoder has no block 3 output")?,
+            ),
+        };
         let text = std::fs::read_to_string(dir.join("labels.csv"))
             .with_context(|| format!("{}: no labels.csv", dir.display()))?;
         let (dim, aux_dim) = (
             enc.manifest.encoder.embedding_dim,
             enc.aux.iter().map(|a| a.1).sum::<usize>(),
         );
+        let width = setup.dim;
         let (mut z, mut za) = (Vec::new(), Vec::new());
         let mut f = Fixtures {
             files: Vec::new(),
@@ -319,24 +379,27 @@ impl Fixtures {
                 .with_context(|| format!("{}: {catid} is not a UCS CatID", dir.display()))?
                 .category;
             let rows = super::embed::embed_file(&enc, &dir.join(file), 16)?;
-            let first = z.len() / dim;
+            let first = z.len() / width;
             for row in rows.chunks_exact(dim + aux_dim) {
-                let zr: Vec<f32> = row[..dim]
+                let (emb, aux) = row.split_at(dim);
+                let b3 = block3.as_ref().map_or(&[][..], |b| &aux[b.clone()]);
+                let zr: Vec<f32> = emb
                     .iter()
-                    .zip(&mean)
-                    .zip(&std)
+                    .chain(b3)
+                    .zip(mean)
+                    .zip(std)
                     .map(|((x, m), s)| (x - m) / s)
                     .collect();
-                append_aux(&mut za, &zr, &row[dim..], &enc.aux);
+                append_aux(&mut za, &zr, aux, &enc.aux);
                 z.extend(zr);
             }
             f.files.push(file.to_string());
             f.truth.push(lab.categories.iter().position(|c| c == cat));
             f.truth_names.push(cat.to_string());
-            f.rows.push(first..z.len() / dim);
+            f.rows.push(first..z.len() / width);
         }
-        let n = (z.len() / dim) as i64;
-        f.x = Tensor::from_slice(&z).view([n, dim as i64]);
+        let n = (z.len() / width) as i64;
+        f.x = Tensor::from_slice(&z).view([n, width as i64]);
         f.x_aux = Tensor::from_slice(&za).view([n, (za.len() as i64) / n.max(1)]);
         Ok(f)
     }
@@ -352,26 +415,39 @@ impl Setup {
         let clean = Store::load(&opts.cache, opts.store.as_deref(), &Variant::Clean)?;
         let noisy = Store::load(&opts.cache, opts.store.as_deref(), &opts.noisy)?;
         let lab = Labelled::new(&clean)?;
-        let dim = clean.dim;
-        if noisy.dim != dim || dim < mean.len() {
+        let emb_dim = mean.len();
+        if noisy.dim != clean.dim || clean.dim < emb_dim {
             bail!(
-                "the clean ({dim}) and noisy ({}) embeddings must both be at least the model's {} wide",
+                "the clean ({}) and noisy ({}) embeddings must both be at least the model's {emb_dim} wide",
+                clean.dim,
                 noisy.dim,
-                mean.len()
             );
         }
+        let block3 = match opts.features {
+            Features::Embedding => None,
+            Features::EmbeddingBlock3 => match (clean.block3_range(), noisy.block3_range()) {
+                (Some(c), Some(n)) if c == n => Some(c),
+                _ => bail!(
+                    "--features embedding-block3: the embeddings hold no block 3 features (embed \
+                     again with a model whose encoder has the `{BLOCK3_AUX}` output, as every \
+                     model this version exports)"
+                ),
+            },
+        };
+        let mut z = feature_rows(&clean, block3.as_ref());
+        let mut zn = feature_rows(&noisy, block3.as_ref());
+        let dim = clean.dim + block3.as_ref().map_or(0, |b| b.len());
         // Columns past the model's embedding are z-scored by the clean rows' own statistics.
         let (mut mean, mut std) = (mean.clone(), std.clone());
         if dim > mean.len() {
-            let (m, s) = column_stats(&clean);
-            mean.extend_from_slice(&m[mean.len()..]);
-            std.extend_from_slice(&s[std.len()..]);
+            let (m, s) = column_stats(&z, dim);
+            mean.extend_from_slice(&m[emb_dim..]);
+            std.extend_from_slice(&s[emb_dim..]);
         }
-        let (mean, std) = (&mean, &std);
-        let mut z = zscore_rows(&clean, mean, std);
+        zscore_in_place(&mut z, &mean, &std);
+        zscore_in_place(&mut zn, &mean, &std);
         let mut za = with_aux(&z, dim, &clean);
         let base = clean.rows();
-        let zn = zscore_rows(&noisy, mean, std);
         let zna = with_aux(&zn, dim, &noisy);
         z.extend_from_slice(&zn);
         za.extend_from_slice(&zna);
@@ -395,11 +471,10 @@ impl Setup {
         let x = Tensor::from_slice(&z).view([rows, dim as i64]);
         let width = (za.len() as i64) / rows;
         let x_aux = Tensor::from_slice(&za).view([rows, width]);
-        // The shipped reference set, if the model has one.
-        // The shipped references are embeddings: with wider features there is nothing to
-        // compare them with, and baseline (a) is left out.
+        // The shipped reference set, if the model has one (its rows are embeddings: they are
+        // compared with the embedding columns of every row).
         let (shipped, shipped_groups, shipped_k) = match &enc.manifest.knn {
-            Some(k) if dim == enc.manifest.encoder.embedding_mean.len() => {
+            Some(k) => {
                 let r = ShippedRefs::load(&opts.model.join(&k.file))?;
                 let index = CorpusIndex::load(&opts.cache)?;
                 let groups = r
@@ -425,9 +500,18 @@ impl Setup {
             shipped_groups,
             shipped_k,
             dim,
-            zscore_mean: enc.manifest.encoder.embedding_mean.clone(),
-            zscore_std: enc.manifest.encoder.embedding_std.clone(),
+            features: opts.features,
+            emb_dim,
+            zscore_mean: mean,
+            zscore_std: std,
         })
+    }
+
+    /// Whether the graph can compute every column of `x` (an exported head reads them all):
+    /// the embedding, and block 3's features, but not the other pooled columns of a
+    /// `embed --from-trunk --pool` store.
+    pub fn exportable_features(&self) -> bool {
+        self.clean.dim == self.emb_dim
     }
 
     fn rows_tensor(&self, rows: &[usize], aux: bool) -> Tensor {
@@ -436,7 +520,13 @@ impl Setup {
     }
 
     fn rows_vec(&self, rows: &[usize]) -> Vec<f32> {
-        Vec::<f32>::try_from(self.rows_tensor(rows, false).flatten(0, -1)).expect("f32 rows")
+        self.rows_vec_cols(rows, self.dim)
+    }
+
+    /// The first `cols` columns of `rows` of `x`.
+    fn rows_vec_cols(&self, rows: &[usize], cols: usize) -> Vec<f32> {
+        let t = self.rows_tensor(rows, false).narrow(1, 0, cols as i64);
+        Vec::<f32>::try_from(t.contiguous().flatten(0, -1)).expect("f32 rows")
     }
 }
 
@@ -638,8 +728,18 @@ fn knn_preds(setup: &Setup, idx: &KnnIndex, test: &[usize]) -> FoldPreds {
     FoldPreds {
         clips: test.to_vec(),
         width: w,
-        clean: per_clip(&idx.vote(&setup.rows_vec(&rc)), w, &oc, test.len()),
-        noisy: per_clip(&idx.vote(&setup.rows_vec(&rn)), w, &on, test.len()),
+        clean: per_clip(
+            &idx.vote(&setup.rows_vec_cols(&rc, idx.dim())),
+            w,
+            &oc,
+            test.len(),
+        ),
+        noisy: per_clip(
+            &idx.vote(&setup.rows_vec_cols(&rn, idx.dim())),
+            w,
+            &on,
+            test.len(),
+        ),
         logits: None,
     }
 }
@@ -725,6 +825,7 @@ pub fn run(
     let mut report = EvalReport {
         categories: lab.categories.clone(),
         catids: lab.catids.clone(),
+        features: opts.features,
         ..Default::default()
     };
     // Folds: groups with enough labelled test clips.
@@ -1203,15 +1304,15 @@ fn fixture_scores(opts: &EvalOptions, setup: &Setup, report: &mut EvalReport) ->
     let Some(dir) = &opts.fixtures else {
         return Ok(());
     };
-    if setup.dim != setup.zscore_mean.len() {
+    if !setup.exportable_features() {
         bail!(
             "--fixtures: the embeddings are {} wide, the model's encoder gives {}",
-            setup.dim,
-            setup.zscore_mean.len()
+            setup.clean.dim,
+            setup.emb_dim
         );
     }
     {
-        let fx = Fixtures::load(dir, &opts.model, lab)?;
+        let fx = Fixtures::load(dir, &opts.model, setup)?;
         let all: Vec<usize> = (0..lab.clips.len()).collect();
         let cfg = MlpConfig {
             seed: opts.mlp.seed + WHOLE_CORPUS_SEED,
@@ -1225,10 +1326,16 @@ fn fixture_scores(opts: &EvalOptions, setup: &Setup, report: &mut EvalReport) ->
             .collect();
         let mut per_method: BTreeMap<Method, Vec<f32>> = BTreeMap::new();
         let x_rows = Vec::<f32>::try_from(fx.x.flatten(0, -1)).expect("f32");
+        let emb_rows = Vec::<f32>::try_from(
+            fx.x.narrow(1, 0, setup.emb_dim as i64)
+                .contiguous()
+                .flatten(0, -1),
+        )
+        .expect("f32");
         for m in opts.methods.clone() {
             let (probs, width) = match m {
                 Method::ShippedKnn => match shipped_knn(setup, usize::MAX) {
-                    Some(idx) => (idx.vote(&x_rows), idx.classes),
+                    Some(idx) => (idx.vote(&emb_rows), idx.classes),
                     None => continue,
                 },
                 Method::CorpusKnn => {
@@ -1532,6 +1639,36 @@ mod tests {
                 .collect(),
             noisy_mean,
         }
+    }
+
+    #[test]
+    fn block3_features_follow_the_embedding_and_are_not_taken_for_logits() {
+        let store = Store {
+            dim: 2,
+            aux: vec![("logits_a".into(), 2), (BLOCK3_AUX.into(), 3)],
+            clips: Vec::new(),
+            groups: Vec::new(),
+            emb: vec![1.0, 2.0, 3.0, 4.0],
+            aux_rows: vec![0.0, 0.0, 5.0, 6.0, 7.0, 1.0, 1.0, 7.0, 8.0, 9.0],
+        };
+        let b3 = store.block3_range();
+        assert_eq!(b3, Some(2..5));
+        let rows = feature_rows(&store, b3.as_ref());
+        assert_eq!(rows, [1.0, 2.0, 5.0, 6.0, 7.0, 3.0, 4.0, 7.0, 8.0, 9.0]);
+        assert_eq!(feature_rows(&store, None), [1.0, 2.0, 3.0, 4.0]);
+        let (mean, std) = column_stats(&rows, 5);
+        assert_eq!(mean, [2.0, 3.0, 6.0, 7.0, 8.0]);
+        assert!(std.iter().all(|s| (s - 1.0).abs() < 1e-6), "{std:?}");
+        let mut z = rows.clone();
+        zscore_in_place(&mut z, &mean, &std);
+        assert_eq!(z, [-1.0, -1.0, -1.0, -1.0, -1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+        // (e)'s inputs: the features, then the logits' softmax (× √2); block 3 is no head.
+        let mut out = Vec::new();
+        append_aux(&mut out, &z[..5], store.aux_row(0), &store.aux);
+        assert_eq!(out.len(), 7);
+        assert!(out[5..]
+            .iter()
+            .all(|v| (v - 0.5 * 2f32.sqrt()).abs() < 1e-6));
     }
 
     #[test]

@@ -120,12 +120,12 @@ pub fn fit(opts: &FitOptions, setup: &Setup, report: &EvalReport) -> Result<Stri
     if setup.lab.categories != report.categories || setup.lab.catids != report.catids {
         bail!("the evaluation's classes differ from the corpus' now (it changed since): evaluate again");
     }
-    if setup.dim != setup.zscore_mean.len() {
+    if !setup.exportable_features() {
         bail!(
-            "the heads read {}-wide features; the exported encoder gives its {}-wide embedding \
+            "the heads read {}-wide rows; the exported encoder gives its {}-wide embedding \
              (export from the embeddings of `embed`, not of `embed --from-trunk --pool`)",
-            setup.dim,
-            setup.zscore_mean.len()
+            setup.clean.dim,
+            setup.emb_dim
         );
     }
     let lab = &setup.lab;
@@ -214,8 +214,14 @@ pub fn fit(opts: &FitOptions, setup: &Setup, report: &EvalReport) -> Result<Stri
                     0 | 1 => String::new(),
                     k => format!(" ({k} heads merged)"),
                 };
+                let input = match setup.features {
+                    super::eval::Features::Embedding => "512 (embedding)",
+                    super::eval::Features::EmbeddingBlock3 => {
+                        "1024 (embedding + block 3's pooled features)"
+                    }
+                };
                 format!(
-                    "frozen aiSFX encoder; MLP heads 512-{h1}-{h2}-C{ens}, recipe {}",
+                    "frozen aiSFX encoder; MLP heads {input}-{h1}-{h2}-C{ens}, recipe {}",
                     report.default_method
                 )
             },
@@ -237,7 +243,7 @@ pub fn fit(opts: &FitOptions, setup: &Setup, report: &EvalReport) -> Result<Stri
     let rep = export_model_split(&weights, &eo, &cal, &held, &opts.out)
         .with_context(|| format!("exporting to {}", opts.out.display()))?;
     // The shipped graph must compute the trained head: its Category logits on held-out windows
-    // are the MLP's on the same windows' embeddings, z-scored as in training.
+    // are the MLP's on the same windows' features, z-scored as in training.
     let fp32 = sfxtag_export::TractModel::from_bytes(&std::fs::read(
         opts.out.join(sfxtag_export::export::FP32_FILE),
     )?)?;
@@ -248,11 +254,19 @@ pub fn fit(opts: &FitOptions, setup: &Setup, report: &EvalReport) -> Result<Stri
         fp32.output_index(&logits)
             .with_context(|| format!("the fp32 graph has no {logits} output"))?,
     );
+    let b3 = match setup.features {
+        super::eval::Features::Embedding => None,
+        super::eval::Features::EmbeddingBlock3 => Some(
+            fp32.output_index(sfxtag_export::graph::BLOCK3)
+                .context("the fp32 graph has no block3 output")?,
+        ),
+    };
     let mut worst = 0f32;
     for w in held.iter().take(32) {
         let o = fp32.run(w)?;
         let z: Vec<f32> = o[ei]
             .iter()
+            .chain(b3.map_or(&[][..], |b| &o[b]))
             .zip(mean)
             .zip(std)
             .map(|((x, m), s)| (x - m) / s)

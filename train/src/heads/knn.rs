@@ -35,6 +35,11 @@ impl KnnIndex {
         }
     }
 
+    /// Width of a reference row.
+    pub fn dim(&self) -> usize {
+        self.d
+    }
+
     pub fn len(&self) -> usize {
         self.labels.size()[0] as usize
     }
