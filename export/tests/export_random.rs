@@ -65,17 +65,22 @@ fn random_weights_export_loads_and_runs() {
     let c = sfxtag_export::parity::cosine(&a[0], &b[0]);
     assert!(c > 0.99, "int8 vs fp32 cosine {c}");
 
-    // Standard ONNX: onnx.checker and onnxruntime agree with tract. int8 arithmetic may round
-    // differently between runtimes (requantisation), hence the looser bound.
+    onnxruntime_agrees(&dir, &windows[..3]);
+    std::fs::remove_dir_all(dir.parent().unwrap()).ok();
+}
+
+/// Standard ONNX: onnx.checker and onnxruntime agree with tract on both encoders of a model
+/// directory. int8 arithmetic may round differently between runtimes (requantisation), hence
+/// the looser bound.
+fn onnxruntime_agrees(dir: &std::path::Path, windows: &[Box<sfxtag_core::frontend::ModelWindow>]) {
     common::onnxruntime_check(
         &dir.parent().unwrap().join("ort"),
         &[
             (&dir.join("encoder.fp32.onnx"), 0.99999),
             (&dir.join("encoder.onnx"), 0.999),
         ],
-        &windows[..3],
+        windows,
     );
-    std::fs::remove_dir_all(dir.parent().unwrap()).ok();
 }
 
 /// `fc2(relu(fc1(relu(fc0(x)))))` of a head, in plain Rust.
@@ -151,14 +156,7 @@ fn a_head_on_the_embedding_and_block3_reads_both_in_both_encoders() {
     // The int8 encoder's block 3 features are the fp32 one's (equalisation undone).
     let c = sfxtag_export::parity::cosine(&b3[0], &b3[1]);
     assert!(c > 0.99, "int8 vs fp32 block 3 cosine {c}");
-    common::onnxruntime_check(
-        &dir.parent().unwrap().join("ort"),
-        &[
-            (&dir.join("encoder.fp32.onnx"), 0.99999),
-            (&dir.join("encoder.onnx"), 0.999),
-        ],
-        &windows[..2],
-    );
+    onnxruntime_agrees(&dir, &windows[..2]);
     std::fs::remove_dir_all(dir.parent().unwrap()).ok();
 
     // A first layer of any other width is refused, naming the tensor.

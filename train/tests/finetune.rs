@@ -216,15 +216,14 @@ fn embeddings_from_the_trunk_are_the_whole_encoders_and_the_noisy_trunk_mixes_ot
     let whole = Cnn9::new(&vs.root(), &[], false);
     sfxtag_train::model::init_encoder(&vs, &trunk::load_weights(&weights).unwrap()).unwrap();
     let prepared = prepare::load_prepared(&cache, "a").unwrap();
+    // The trunk's windows of a clip of dataset "a".
+    let windows_of = |rel_path: &str| {
+        let p = prepared.clips.iter().find(|p| p.rel_path == rel_path);
+        trunk::clip_windows(&p.unwrap().mel, 2, true)
+    };
     let mut n = 0;
     for c in st.clips.iter().filter(|c| c.dataset == "a") {
-        let mel = &prepared
-            .clips
-            .iter()
-            .find(|p| p.rel_path == c.rel_path)
-            .unwrap()
-            .mel;
-        let windows = trunk::clip_windows(mel, 2, true);
+        let windows = windows_of(&c.rel_path);
         assert_eq!(windows.len(), c.windows);
         for (k, w) in windows.iter().enumerate() {
             let x = tch::Tensor::from_slice(w[..].as_flattened()).view([1, 1, 100, 96]);
@@ -283,13 +282,7 @@ fn embeddings_from_the_trunk_are_the_whole_encoders_and_the_noisy_trunk_mixes_ot
         .expect("a block3 output");
     let mut n = 0;
     for c in wst.clips.iter().filter(|c| c.dataset == "a") {
-        let mel = &prepared
-            .clips
-            .iter()
-            .find(|p| p.rel_path == c.rel_path)
-            .unwrap()
-            .mel;
-        for (k, win) in trunk::clip_windows(mel, 2, true).iter().enumerate() {
+        for (k, win) in windows_of(&c.rel_path).iter().enumerate() {
             let o = graph.run(win).unwrap();
             let cos = cosine(&o[b3], &wst.row(c.first + k)[1024..]);
             assert!(cos >= 0.999, "{} window {k}: cosine {cos}", c.rel_path);
