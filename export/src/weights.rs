@@ -496,23 +496,6 @@ impl Cnn9Weights {
             if !valid_head_name(h) {
                 return Err(WeightsError::HeadName(h.clone()));
             }
-            let name = format!("head.{h}.fc2.weight");
-            let c = match tensors.get(&name) {
-                Some(a) if a.shape.len() == 2 => a.shape[0],
-                Some(a) => {
-                    return Err(WeightsError::Shape {
-                        name,
-                        expected: vec![0, HEAD_HIDDEN[1]],
-                        found: a.shape.clone(),
-                    })
-                }
-                None => {
-                    return Err(WeightsError::Missing {
-                        name,
-                        expected: vec![0, HEAD_HIDDEN[1]],
-                    })
-                }
-            };
             // Widths as the file has them (checked for consistency below).
             let shape = |l: usize| {
                 tensors
@@ -521,6 +504,20 @@ impl Cnn9Weights {
                     .map(|a| (a.shape[0], a.shape[1]))
             };
             let width = |l: usize, default: usize| shape(l).map_or(default, |s| s.0);
+            let name = format!("head.{h}.fc2.weight");
+            // The classes are fc2's rows, whatever they are: 0 stands for "any" in a message.
+            let expected = vec![0, width(1, HEAD_HIDDEN[1])];
+            let c = match tensors.get(&name) {
+                Some(a) if a.shape.len() == 2 => a.shape[0],
+                Some(a) => {
+                    return Err(WeightsError::Shape {
+                        name,
+                        expected,
+                        found: a.shape.clone(),
+                    })
+                }
+                None => return Err(WeightsError::Missing { name, expected }),
+            };
             dims.push(HeadDims {
                 name: h.as_str(),
                 input: shape(0)
@@ -791,6 +788,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("head.merged.fc1.weight"), "{e}");
+        // A missing last layer is reported with the width the file's fc1 gives it.
+        let mut t = named(&w);
+        t.remove("head.merged.fc2.weight");
+        let e = Cnn9Weights::from_named(t, None, BN_EPS)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("head.merged.fc2.weight") && e.contains("[0, 384]"),
+            "{e}"
+        );
     }
 
     #[test]
