@@ -41,7 +41,7 @@ pub struct WindowOut<'a> {
 }
 
 /// Default silence floor: windows quieter than this (RMS, dBFS) are not classified.
-pub const DEFAULT_SILENCE_FLOOR_DBFS: f32 = -60.0;
+pub const DEFAULT_SILENCE_FLOOR_DBFS: f32 = sfxtag_core::frontend::DEFAULT_SILENCE_FLOOR_DBFS;
 
 const BLOCKS: usize = 256;
 
@@ -494,5 +494,24 @@ mod tests {
         let mut h = Energy::new();
         h.push(&s.iter().map(|x| x * 0.5).collect::<Vec<_>>());
         assert!((h.level_dbfs(0, 10) + 6.02).abs() < 0.01);
+    }
+
+    #[test]
+    fn the_gate_level_is_the_one_the_trainer_computes() {
+        // The trainer drops the windows below the floor by `window_level_dbfs` of the whole
+        // clip; the daemon's streaming ring must give the same level, whatever the chunking.
+        let s: Vec<f32> = (0..HOP_SIZE * 200)
+            .map(|i| ((i as f32 * 0.013).sin() * (i as f32 / 70_000.0)).powi(3))
+            .collect();
+        let mut e = Energy::new();
+        for chunk in s.chunks(777) {
+            e.push(chunk);
+        }
+        for w in 0..3 {
+            let first = (w * sfxtag_core::frontend::WINDOW_HOP) as u64;
+            let ring = e.level_dbfs(first, WINDOW_FRAMES as u64);
+            let whole = sfxtag_core::frontend::window_level_dbfs(&s, w);
+            assert!((ring - whole).abs() < 1e-3, "window {w}: {ring} vs {whole}");
+        }
     }
 }

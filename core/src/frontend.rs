@@ -365,6 +365,34 @@ pub fn window_count(frames: usize) -> usize {
     }
 }
 
+/// The daemon's default silence floor (RMS dBFS): quieter windows are not classified, and the
+/// trainer leaves them out of the heads' training and evaluation alike.
+pub const DEFAULT_SILENCE_FLOOR_DBFS: f32 = -60.0;
+
+/// Level (RMS, dBFS, floored at -120) of model window `window` of a whole clip's samples: the
+/// samples of its frames' hops, `window * WINDOW_HOP * HOP_SIZE` up to `WINDOW_FRAMES` hops
+/// on (those the clip has). This is the level the daemon's silence gate compares with its floor,
+/// so the trainer can leave out the windows the daemon would never classify.
+pub fn window_level_dbfs(samples: &[f32], window: usize) -> f32 {
+    let start = (window * WINDOW_HOP * HOP_SIZE).min(samples.len());
+    let end = ((window * WINDOW_HOP + WINDOW_FRAMES) * HOP_SIZE).min(samples.len());
+    let part = &samples[start..end];
+    let sum: f64 = part
+        .iter()
+        .map(|&x| {
+            if x.is_finite() {
+                (x as f64) * (x as f64)
+            } else {
+                0.0
+            }
+        })
+        .sum();
+    if part.is_empty() || sum <= 0.0 {
+        return -120.0;
+    }
+    ((10.0 * libm::log10(sum / part.len() as f64)) as f32).max(-120.0)
+}
+
 /// Whole-clip model windows, as aiSFX blocks a spectrogram: windows of `WINDOW_FRAMES` frames
 /// every `WINDOW_HOP` frames, the last partial one dropped; a clip shorter than one window gives
 /// one window zero-padded to `WINDOW_FRAMES` frames. An empty spectrogram gives no window.
@@ -386,6 +414,23 @@ pub fn model_windows(frames: &[MelFrame]) -> alloc::vec::Vec<alloc::boxed::Box<M
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn window_level_counts_only_the_windows_samples() {
+        // Window 1 starts WINDOW_HOP hops in: full scale there, silence before.
+        let start = WINDOW_HOP * HOP_SIZE;
+        let mut s = alloc::vec![0.0f32; start + WINDOW_FRAMES * HOP_SIZE];
+        for (i, x) in s[start..].iter_mut().enumerate() {
+            *x = if i % 2 == 0 { 0.5 } else { -0.5 };
+        }
+        assert!((window_level_dbfs(&s, 1) + 6.02).abs() < 0.01);
+        // Window 0 is half silence: 3 dB lower.
+        assert!((window_level_dbfs(&s, 0) + 9.03).abs() < 0.01);
+        // Past the end, digital silence and NaNs are the floor.
+        assert_eq!(window_level_dbfs(&s, 5), -120.0);
+        assert_eq!(window_level_dbfs(&[0.0; 10], 0), -120.0);
+        assert_eq!(window_level_dbfs(&[f32::NAN; 10], 0), -120.0);
+    }
+
     use super::*;
     use alloc::vec::Vec;
 

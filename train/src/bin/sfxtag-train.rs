@@ -415,6 +415,12 @@ struct HeadsArgs {
     /// graph feeds its heads both).
     #[arg(long, value_enum, default_value_t)]
     features: sfxtag_train::heads::eval::Features,
+    /// Leave windows quieter than this (RMS dBFS) out of training and testing, as the daemon's
+    /// silence gate leaves them unclassified (default: the daemon's floor; -120 keeps every
+    /// window, as reports before this option did).
+    #[arg(long, value_name = "DBFS", allow_negative_numbers = true,
+          default_value_t = sfxtag_core::frontend::DEFAULT_SILENCE_FLOOR_DBFS)]
+    silence_floor: f32,
     /// Train the winning heads on every source and write this model directory.
     #[arg(long, value_name = "DIR")]
     export: Option<PathBuf>,
@@ -808,6 +814,13 @@ fn main() -> Result<()> {
             opts.folds = a.folds.clone();
             opts.store = a.store.clone();
             opts.features = a.features;
+            if !(-120.0..=0.0).contains(&a.silence_floor) {
+                anyhow::bail!(
+                    "--silence-floor {}: must be -120–0 dBFS (-120 keeps every window)",
+                    a.silence_floor
+                );
+            }
+            opts.silence_floor_dbfs = a.silence_floor;
             if !a.methods.is_empty() {
                 opts.methods = a
                     .methods
@@ -834,6 +847,14 @@ fn main() -> Result<()> {
                         json.display(),
                         report.features.name(),
                         a.features.name()
+                    );
+                }
+                if report.silence_floor_dbfs != a.silence_floor {
+                    anyhow::bail!(
+                        "--reuse-eval: {} evaluated --silence-floor {}, not {}",
+                        json.display(),
+                        report.silence_floor_dbfs,
+                        a.silence_floor
                     );
                 }
                 (report, sfxtag_train::heads::eval::Setup::load(&opts)?)

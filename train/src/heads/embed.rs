@@ -12,6 +12,9 @@
 //! recordings are not clean). Per dataset, under `<cache>/embeddings/<variant>/`:
 //! `<dataset>.f32` (rows × (dim + aux) little-endian f32) and `<dataset>.json` ([`StoreIndex`]).
 //! A re-run recomputes only datasets whose prepared clips, encoder or settings changed.
+//!
+//! Each window also records its level (RMS dBFS of its samples, as the daemon's silence gate
+//! measures it), so the heads can leave out the windows the daemon never classifies.
 
 use crate::corpus::{self, CorpusIndex};
 use crate::prepare::{self, PreparedIndex};
@@ -19,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use sfxtag_core::audio::decode_mono_44k;
-use sfxtag_core::frontend::{mel_spectrogram, model_windows, MelFrame};
+use sfxtag_core::frontend::{mel_spectrogram, model_windows, window_level_dbfs, MelFrame};
 use sfxtag_core::manifest::{Manifest, MANIFEST_FILE};
 use sfxtag_export::TractModel;
 use std::collections::{HashMap, HashSet};
@@ -32,7 +35,8 @@ use std::sync::Mutex;
 pub const BLOCK3_AUX: &str = sfxtag_export::graph::BLOCK3;
 
 /// Bump when the store layout or the window choice changes.
-pub const STORE_VERSION: u32 = 1;
+/// 2: window levels (`ClipEntry::levels_dbfs`).
+pub const STORE_VERSION: u32 = 2;
 /// Default cap of windows per clip.
 pub const DEFAULT_MAX_WINDOWS: usize = 16;
 /// Ambiences shorter than this are not used as background.
@@ -72,6 +76,10 @@ pub struct ClipEntry {
     /// The source group of the ambience mixed in (noisy variant).
     #[serde(default)]
     pub noise_group: Option<String>,
+    /// Level of each window (RMS dBFS of the audio it was made of, [`window_level_dbfs`]);
+    /// empty in stores made without levels (version 1, `embed --from-trunk`).
+    #[serde(default)]
+    pub levels_dbfs: Vec<f32>,
 }
 
 /// `<dataset>.json` of a store.
@@ -191,8 +199,8 @@ struct Runner {
 }
 
 impl Runner {
-    /// Appends one row per window: embedding, then the aux logits.
-    fn rows(&self, mel: &[MelFrame], max_windows: usize, out: &mut Vec<f32>) -> Result<usize> {
+    /// Appends one row per window: embedding, then the aux logits; returns the windows picked.
+    fn rows(&self, mel: &[MelFrame], max_windows: usize, out: &mut Vec<f32>) -> Result<Vec<usize>> {
         let windows = model_windows(mel);
         let pick = pick_windows(windows.len(), max_windows);
         for &w in &pick {
@@ -205,7 +213,7 @@ impl Runner {
                 out.extend_from_slice(&outs[a]);
             }
         }
-        Ok(pick.len())
+        Ok(pick)
     }
 }
 
@@ -319,7 +327,8 @@ pub fn mix_at_snr(signal: &[f32], noise: &[f32], offset: usize, snr_db: f32) -> 
 }
 
 /// One clip's rows, their count, and the group of the ambience mixed in (noisy variant).
-type ClipRows = (Vec<f32>, usize, Option<String>);
+/// A clip's rows, its windows' levels and the ambience's group (noisy variant).
+type ClipRows = (Vec<f32>, Vec<f32>, Option<String>);
 
 /// Computes (or reuses) the embeddings of every dataset of the prepared corpus.
 pub fn embed(opts: &EmbedOptions) -> Result<()> {
@@ -395,20 +404,32 @@ pub fn embed(opts: &EmbedOptions) -> Result<()> {
                         let Some(c) = todo.get(i) else { break };
                         let r = (|| -> Result<ClipRows> {
                             let mut rows = Vec::new();
-                            let (n, noise) = match opts.variant {
+                            let (picks, samples, noise) = match opts.variant {
                                 Variant::Clean => {
                                     let mel =
                                         mel_of.get(c.rel_path.as_str()).with_context(|| {
                                             format!("{} missing from the mel cache", c.rel_path)
                                         })?;
-                                    (runner.rows(mel, opts.max_windows, &mut rows)?, None)
+                                    // The mel cache holds no samples: decoded again for the
+                                    // window levels (the decoder is the one prepare used).
+                                    let a = decode_mono_44k(&c.path).with_context(|| {
+                                        format!("cannot decode {}", c.path.display())
+                                    })?;
+                                    let picks = runner.rows(mel, opts.max_windows, &mut rows)?;
+                                    (picks, a.samples, None)
                                 }
                                 Variant::Noisy { snr_db, seed } => {
-                                    let (mel, ng) = noisy_mel(c, group, &pool, snr_db, seed)?;
-                                    (runner.rows(&mel, opts.max_windows, &mut rows)?, Some(ng))
+                                    let (mixed, ng) = noisy_audio(c, group, &pool, snr_db, seed)?;
+                                    let mel = mel_spectrogram(&mixed);
+                                    let picks = runner.rows(&mel, opts.max_windows, &mut rows)?;
+                                    (picks, mixed, Some(ng))
                                 }
                             };
-                            Ok((rows, n, noise))
+                            let levels = picks
+                                .iter()
+                                .map(|&w| window_level_dbfs(&samples, w))
+                                .collect();
+                            Ok((rows, levels, noise))
                         })();
                         results.lock().expect("no panics while held")[i] = Some(r);
                         pb.inc(1);
@@ -432,7 +453,8 @@ pub fn embed(opts: &EmbedOptions) -> Result<()> {
             .zip(results.into_inner().expect("threads joined"))
         {
             match r.expect("every clip processed") {
-                Ok((rows, n, noise_group)) => {
+                Ok((rows, levels_dbfs, noise_group)) => {
+                    let n = levels_dbfs.len();
                     for v in &rows {
                         w.write_all(&v.to_le_bytes())?;
                     }
@@ -444,6 +466,7 @@ pub fn embed(opts: &EmbedOptions) -> Result<()> {
                         first: row,
                         windows: n,
                         noise_group,
+                        levels_dbfs,
                     });
                     row += n;
                 }
@@ -503,6 +526,19 @@ pub(crate) fn noisy_mel(
     snr_db: f32,
     seed: u64,
 ) -> Result<(Vec<MelFrame>, String)> {
+    let (mixed, ng) = noisy_audio(c, group, pool, snr_db, seed)?;
+    Ok((mel_spectrogram(&mixed), ng))
+}
+
+/// The clip mixed with an ambience of another group (chosen and placed by a hash of the clip,
+/// its group and `seed`); returns the ambience's group too.
+pub(crate) fn noisy_audio(
+    c: &prepare::PreparedEntry,
+    group: &str,
+    pool: &[(String, PathBuf)],
+    snr_db: f32,
+    seed: u64,
+) -> Result<(Vec<f32>, String)> {
     let others: Vec<&(String, PathBuf)> = pool.iter().filter(|(g, _)| g != group).collect();
     if others.is_empty() {
         bail!("no ambience from another source group");
@@ -515,7 +551,7 @@ pub(crate) fn noisy_mel(
         .with_context(|| format!("cannot decode the ambience {}", npath.display()))?;
     let offset = ((h >> 32) as usize) % noise.samples.len().max(1);
     let mixed = mix_at_snr(&signal.samples, &noise.samples, offset, snr_db);
-    Ok((mel_spectrogram(&mixed), ng.clone()))
+    Ok((mixed, ng.clone()))
 }
 
 /// Embeddings of a whole store in memory.
@@ -625,6 +661,68 @@ impl Store {
     }
 }
 
+/// What [`Store::drop_silent`] left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SilenceSummary {
+    /// Windows below the floor, left out.
+    pub windows_dropped: usize,
+    /// Clips whose every window is below the floor: all their windows are kept (the daemon
+    /// calls such a clip silent; the evaluation scores it on those windows).
+    pub silent_clips: usize,
+}
+
+impl Store {
+    /// Leaves out the windows below `floor_dbfs`, as the daemon's silence gate does (a floor
+    /// of -120 or less keeps every window). A clip whose every window is below the floor keeps
+    /// them all. Stores made without window levels are refused unless every window is kept.
+    pub fn drop_silent(&mut self, floor_dbfs: f32) -> Result<SilenceSummary> {
+        let mut summary = SilenceSummary::default();
+        if floor_dbfs <= -120.0 {
+            return Ok(summary);
+        }
+        if let Some(c) = self
+            .clips
+            .iter()
+            .find(|c| c.windows > 0 && c.levels_dbfs.len() != c.windows)
+        {
+            bail!(
+                "{}/{}: the embeddings hold no window levels (made by an older `embed` or by \
+                 `embed --from-trunk`): run `embed` again, or keep every window with \
+                 --silence-floor -120",
+                c.dataset,
+                c.rel_path
+            );
+        }
+        let (dim, aux) = (self.dim, self.aux_dim());
+        let (mut emb, mut aux_rows) = (Vec::new(), Vec::new());
+        let mut next = 0;
+        for c in &mut self.clips {
+            let loud: Vec<usize> = (0..c.windows)
+                .filter(|&w| c.levels_dbfs[w] >= floor_dbfs)
+                .collect();
+            let keep: Vec<usize> = if loud.is_empty() && c.windows > 0 {
+                summary.silent_clips += 1;
+                (0..c.windows).collect()
+            } else {
+                loud
+            };
+            summary.windows_dropped += c.windows - keep.len();
+            for &w in &keep {
+                let r = c.first + w;
+                emb.extend_from_slice(&self.emb[r * dim..(r + 1) * dim]);
+                aux_rows.extend_from_slice(&self.aux_rows[r * aux..(r + 1) * aux]);
+            }
+            c.levels_dbfs = keep.iter().map(|&w| c.levels_dbfs[w]).collect();
+            c.first = next;
+            c.windows = keep.len();
+            next += keep.len();
+        }
+        self.emb = emb;
+        self.aux_rows = aux_rows;
+        Ok(summary)
+    }
+}
+
 /// Where block 3's features sit in an aux row of layout `aux`.
 pub fn block3_range(aux: &[(String, usize)]) -> Option<std::ops::Range<usize>> {
     let mut off = 0;
@@ -638,13 +736,21 @@ pub fn block3_range(aux: &[(String, usize)]) -> Option<std::ops::Range<usize>> {
 }
 
 /// Runs the encoder over the mel frames of one audio file (for the fixtures and `enroll`-style
-/// use in the evaluation): rows of embedding + aux logits.
-pub fn embed_file(enc: &EncoderSpec, path: &Path, max_windows: usize) -> Result<Vec<f32>> {
+/// use in the evaluation): rows of embedding + aux logits, and each window's level.
+pub fn embed_file(
+    enc: &EncoderSpec,
+    path: &Path,
+    max_windows: usize,
+) -> Result<(Vec<f32>, Vec<f32>)> {
     let a = decode_mono_44k(path).with_context(|| format!("cannot decode {}", path.display()))?;
     let mel = mel_spectrogram(&a.samples);
     let mut rows = Vec::new();
-    enc.runner()?.rows(&mel, max_windows, &mut rows)?;
-    Ok(rows)
+    let picks = enc.runner()?.rows(&mel, max_windows, &mut rows)?;
+    let levels = picks
+        .iter()
+        .map(|&w| window_level_dbfs(&a.samples, w))
+        .collect();
+    Ok((rows, levels))
 }
 
 #[cfg(test)]
@@ -684,6 +790,58 @@ mod tests {
         assert_eq!(fp32.onnx, bytes(m.fp32_file.as_deref().unwrap()));
         assert_eq!(int8.onnx, bytes(&m.file));
         assert_ne!(fp32.sha256, int8.sha256);
+    }
+
+    #[test]
+    fn silent_windows_are_left_out_unless_all_are() {
+        let clip = |first, levels: Vec<f32>| ClipEntry {
+            dataset: "d".into(),
+            rel_path: format!("c{first}"),
+            native_label: String::new(),
+            ucs_catid: None,
+            first,
+            windows: levels.len(),
+            noise_group: None,
+            levels_dbfs: levels,
+        };
+        let mut st = Store {
+            dim: 2,
+            aux: vec![("a".into(), 1)],
+            clips: vec![
+                clip(0, vec![-20.0, -70.0, -59.9]),
+                clip(3, vec![-90.0, -80.0]),
+                clip(5, vec![-10.0]),
+            ],
+            groups: vec!["g".into(); 3],
+            emb: (0..12).map(|v| v as f32).collect(),
+            aux_rows: (0..6).map(|v| 100.0 + v as f32).collect(),
+        };
+        let all = st.clone();
+        assert_eq!(
+            st.clone().drop_silent(-120.0).unwrap(),
+            SilenceSummary::default()
+        );
+        let s = st.drop_silent(-60.0).unwrap();
+        assert_eq!(
+            s,
+            SilenceSummary {
+                windows_dropped: 1,
+                silent_clips: 1
+            }
+        );
+        // Clip 0 keeps windows 0 and 2, clip 1 (all silent) both, clip 2 its one.
+        assert_eq!(st.rows(), 5);
+        assert_eq!(st.row(0), all.row(0));
+        assert_eq!(st.row(1), all.row(2));
+        assert_eq!(st.aux_row(1), all.aux_row(2));
+        assert_eq!((st.clips[1].first, st.clips[1].windows), (2, 2));
+        assert_eq!(st.row(4), all.row(5));
+        assert_eq!(st.clips[0].levels_dbfs, vec![-20.0, -59.9]);
+        // A store without levels is refused, not silently kept whole.
+        let mut old = all.clone();
+        old.clips[2].levels_dbfs.clear();
+        let e = old.drop_silent(-60.0).unwrap_err().to_string();
+        assert!(e.contains("--silence-floor -120"), "{e}");
     }
 
     #[test]

@@ -18,7 +18,7 @@
 
 use super::calibrate::{self, Decision};
 use super::data::Labelled;
-use super::embed::{pick_windows, EncoderSpec, Store, Variant, BLOCK3_AUX};
+use super::embed::{pick_windows, EncoderSpec, SilenceSummary, Store, Variant, BLOCK3_AUX};
 use super::knn::KnnIndex;
 use super::mlp::{self, MlpConfig, Sampler};
 use super::shipped::ShippedRefs;
@@ -152,6 +152,9 @@ pub struct EvalOptions {
     pub store: Option<PathBuf>,
     /// What the heads read of each window.
     pub features: Features,
+    /// Windows quieter than this (RMS dBFS) are left out of training and testing, as the
+    /// daemon's silence gate leaves them unclassified (-120: every window).
+    pub silence_floor_dbfs: f32,
     pub progress: bool,
 }
 
@@ -177,6 +180,7 @@ impl EvalOptions {
             folds: Vec::new(),
             store: None,
             features: Features::Embedding,
+            silence_floor_dbfs: sfxtag_core::frontend::DEFAULT_SILENCE_FLOOR_DBFS,
             progress: true,
         }
     }
@@ -230,7 +234,18 @@ pub struct EvalReport {
     pub per_class: BTreeMap<String, (usize, f64, f64, f64)>,
     /// What the heads read (reports before this field: the embedding).
     pub features: Features,
+    /// Windows below this level were left out (reports before this field: none, -120).
+    #[serde(default = "every_window")]
+    pub silence_floor_dbfs: f32,
+    /// Windows left out by the floor, and clips whose every window is below it (kept whole),
+    /// in the clean store.
+    pub silence: (usize, usize),
     pub seconds: f64,
+}
+
+/// The floor of reports that kept every window.
+fn every_window() -> f32 {
+    -120.0
 }
 
 /// Everything the folds share, loaded once.
@@ -257,6 +272,10 @@ pub struct Setup {
     /// its first layer, since the graph feeds it raw features.
     pub zscore_mean: Vec<f32>,
     pub zscore_std: Vec<f32>,
+    /// Windows below this level are not in `x` (as the daemon does not classify them).
+    pub silence_floor_dbfs: f32,
+    /// What the floor left out of the clean store.
+    pub silence: SilenceSummary,
 }
 
 /// Raw feature rows of `store`: each window's row (the embedding and any extra columns), then,
@@ -378,9 +397,14 @@ impl Fixtures {
             let cat = sfxtag_core::ucs::lookup(catid)
                 .with_context(|| format!("{}: {catid} is not a UCS CatID", dir.display()))?
                 .category;
-            let rows = super::embed::embed_file(&enc, &dir.join(file), 16)?;
+            let (rows, levels) = super::embed::embed_file(&enc, &dir.join(file), 16)?;
+            // The windows the daemon classifies (all of them if it would call the file silent).
+            let any_loud = levels.iter().any(|l| *l >= setup.silence_floor_dbfs);
             let first = z.len() / width;
-            for row in rows.chunks_exact(dim + aux_dim) {
+            for (row, level) in rows.chunks_exact(dim + aux_dim).zip(&levels) {
+                if any_loud && *level < setup.silence_floor_dbfs {
+                    continue;
+                }
                 let (emb, aux) = row.split_at(dim);
                 let b3 = block3.as_ref().map_or(&[][..], |b| &aux[b.clone()]);
                 let zr: Vec<f32> = emb
@@ -412,8 +436,10 @@ impl Setup {
             &enc.manifest.encoder.embedding_mean,
             &enc.manifest.encoder.embedding_std,
         );
-        let clean = Store::load(&opts.cache, opts.store.as_deref(), &Variant::Clean)?;
-        let noisy = Store::load(&opts.cache, opts.store.as_deref(), &opts.noisy)?;
+        let mut clean = Store::load(&opts.cache, opts.store.as_deref(), &Variant::Clean)?;
+        let mut noisy = Store::load(&opts.cache, opts.store.as_deref(), &opts.noisy)?;
+        let silence = clean.drop_silent(opts.silence_floor_dbfs)?;
+        noisy.drop_silent(opts.silence_floor_dbfs)?;
         let lab = Labelled::new(&clean)?;
         let emb_dim = mean.len();
         if noisy.dim != clean.dim || clean.dim < emb_dim {
@@ -504,6 +530,8 @@ impl Setup {
             emb_dim,
             zscore_mean: mean,
             zscore_std: std,
+            silence_floor_dbfs: opts.silence_floor_dbfs,
+            silence,
         })
     }
 
@@ -826,8 +854,16 @@ pub fn run(
         categories: lab.categories.clone(),
         catids: lab.catids.clone(),
         features: opts.features,
+        silence_floor_dbfs: opts.silence_floor_dbfs,
+        silence: (setup.silence.windows_dropped, setup.silence.silent_clips),
         ..Default::default()
     };
+    if opts.silence_floor_dbfs > -120.0 {
+        log(&format!(
+            "silence floor {} dBFS: {} clean windows left out; {} clips below it throughout (kept whole)",
+            opts.silence_floor_dbfs, setup.silence.windows_dropped, setup.silence.silent_clips
+        ));
+    }
     // Folds: groups with enough labelled test clips.
     let mut folds = Vec::new();
     for (g, name) in lab.groups.iter().enumerate() {
@@ -1472,6 +1508,18 @@ impl EvalReport {
             self.categories.len(),
             self.folds.len(),
             if self.train_only.is_empty() { "none".to_string() } else { self.train_only.join(", ") }
+        );
+        let _ = writeln!(
+            s,
+            "{}\n",
+            if self.silence_floor_dbfs > -120.0 {
+                format!(
+                    "Windows below {} dBFS (the daemon's silence gate) left out of training and testing: {} clean windows; {} clips are below it throughout and keep every window.",
+                    self.silence_floor_dbfs, self.silence.0, self.silence.1
+                )
+            } else {
+                "Every window trained and tested (no silence floor).".to_string()
+            }
         );
         let _ = writeln!(s, "### Mean over folds (file level)\n");
         let _ = writeln!(s, "| method | variant | top-1 | top-3 | macro-F1 | sel. acc. @50 % | sel. acc. @80 % | clips |");

@@ -220,8 +220,13 @@ pub fn fit(opts: &FitOptions, setup: &Setup, report: &EvalReport) -> Result<Stri
                         "1024 (embedding + block 3's pooled features)"
                     }
                 };
+                let floor = if setup.silence_floor_dbfs > -120.0 {
+                    format!(", windows below {} dBFS left out", setup.silence_floor_dbfs)
+                } else {
+                    String::new()
+                };
                 format!(
-                    "frozen aiSFX encoder; MLP heads {input}-{h1}-{h2}-C{ens}, recipe {}",
+                    "frozen aiSFX encoder; MLP heads {input}-{h1}-{h2}-C{ens}, recipe {}{floor}",
                     report.default_method
                 )
             },

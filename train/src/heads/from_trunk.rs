@@ -229,6 +229,8 @@ pub fn embed(opts: &FromTrunkOptions) -> Result<FromTrunkSummary> {
                     first: c.first,
                     windows: c.windows,
                     noise_group: c.noise_group.clone(),
+                    // The trunk's windows record no level: such stores keep every window.
+                    levels_dbfs: Vec::new(),
                 })
                 .collect(),
             skipped: d.index.skipped.clone(),
