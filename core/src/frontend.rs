@@ -369,6 +369,10 @@ pub fn window_count(frames: usize) -> usize {
 /// trainer leaves them out of the heads' training and evaluation alike.
 pub const DEFAULT_SILENCE_FLOOR_DBFS: f32 = -60.0;
 
+/// The lowest level [`window_level_dbfs`] reports (digital silence): a floor at or below it
+/// keeps every window.
+pub const MIN_LEVEL_DBFS: f32 = -120.0;
+
 /// Level (RMS, dBFS, floored at -120) of model window `window` of a whole clip's samples: the
 /// samples of its frames' hops, `window * WINDOW_HOP * HOP_SIZE` up to `WINDOW_FRAMES` hops
 /// on (those the clip has). This is the level the daemon's silence gate compares with its floor,
@@ -388,9 +392,9 @@ pub fn window_level_dbfs(samples: &[f32], window: usize) -> f32 {
         })
         .sum();
     if part.is_empty() || sum <= 0.0 {
-        return -120.0;
+        return MIN_LEVEL_DBFS;
     }
-    ((10.0 * libm::log10(sum / part.len() as f64)) as f32).max(-120.0)
+    ((10.0 * libm::log10(sum / part.len() as f64)) as f32).max(MIN_LEVEL_DBFS)
 }
 
 /// Whole-clip model windows, as aiSFX blocks a spectrogram: windows of `WINDOW_FRAMES` frames

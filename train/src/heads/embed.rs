@@ -661,6 +661,11 @@ impl Store {
     }
 }
 
+/// Whether a silence floor keeps every window (it is at or below the lowest level recorded).
+pub fn keeps_every_window(floor_dbfs: f32) -> bool {
+    floor_dbfs <= sfxtag_core::frontend::MIN_LEVEL_DBFS
+}
+
 /// What [`Store::drop_silent`] left out.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SilenceSummary {
@@ -677,7 +682,7 @@ impl Store {
     /// them all. Stores made without window levels are refused unless every window is kept.
     pub fn drop_silent(&mut self, floor_dbfs: f32) -> Result<SilenceSummary> {
         let mut summary = SilenceSummary::default();
-        if floor_dbfs <= -120.0 {
+        if keeps_every_window(floor_dbfs) {
             return Ok(summary);
         }
         if let Some(c) = self

@@ -245,7 +245,7 @@ pub struct EvalReport {
 
 /// The floor of reports that kept every window.
 fn every_window() -> f32 {
-    -120.0
+    sfxtag_core::frontend::MIN_LEVEL_DBFS
 }
 
 /// Everything the folds share, loaded once.
@@ -858,7 +858,7 @@ pub fn run(
         silence: (setup.silence.windows_dropped, setup.silence.silent_clips),
         ..Default::default()
     };
-    if opts.silence_floor_dbfs > -120.0 {
+    if !super::embed::keeps_every_window(opts.silence_floor_dbfs) {
         log(&format!(
             "silence floor {} dBFS: {} clean windows left out; {} clips below it throughout (kept whole)",
             opts.silence_floor_dbfs, setup.silence.windows_dropped, setup.silence.silent_clips
@@ -1512,7 +1512,7 @@ impl EvalReport {
         let _ = writeln!(
             s,
             "{}\n",
-            if self.silence_floor_dbfs > -120.0 {
+            if !super::embed::keeps_every_window(self.silence_floor_dbfs) {
                 format!(
                     "Windows below {} dBFS (the daemon's silence gate) left out of training and testing: {} clean windows; {} clips are below it throughout and keep every window.",
                     self.silence_floor_dbfs, self.silence.0, self.silence.1

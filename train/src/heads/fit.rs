@@ -220,7 +220,7 @@ pub fn fit(opts: &FitOptions, setup: &Setup, report: &EvalReport) -> Result<Stri
                         "1024 (embedding + block 3's pooled features)"
                     }
                 };
-                let floor = if setup.silence_floor_dbfs > -120.0 {
+                let floor = if !super::embed::keeps_every_window(setup.silence_floor_dbfs) {
                     format!(", windows below {} dBFS left out", setup.silence_floor_dbfs)
                 } else {
                     String::new()
