@@ -138,6 +138,8 @@ pub struct HeadClassifier {
     pub temperature: f32,
     /// Per-label thresholds from the manifest (empty: none given).
     pub thresholds: Vec<f32>,
+    /// Per label, the head's training mix (the manifest's `train_prior`; empty: uniform).
+    pub train_prior: Vec<f32>,
     probs: Vec<f32>,
 }
 
@@ -149,6 +151,7 @@ impl HeadClassifier {
             labels: h.labels.clone(),
             temperature: h.temperature(),
             thresholds: h.thresholds.clone(),
+            train_prior: h.train_prior.clone(),
             probs: vec![0.0; h.labels.len()],
         }
     }
@@ -603,6 +606,83 @@ impl Classifier {
     }
 }
 
+/// The training prior's weight, in files, in batch prior adaptation.
+pub const DEFAULT_BATCH_PRIOR_STRENGTH: f32 = sfxtag_core::priors::DEFAULT_STRENGTH;
+
+impl Classifier {
+    /// Batch prior adaptation (`sfxtag classify --batch-priors`): re-weights the head's
+    /// file-level probabilities for the mix of Categories the batch of files holds, estimated
+    /// from the probabilities themselves (EM, `sfxtag_core::priors`; `strength` is the
+    /// training mix's weight in files). Applies to the files the head labelled, whose `top`
+    /// must hold every head label (a classifier with `top_k` ≥ the head's labels); the others
+    /// keep their scores. Every file then keeps its best `keep` labels, and confidence is
+    /// decided again. Returns the batch's estimated mix `(label, share)`, largest first, or
+    /// None when no file was labelled by the head.
+    pub fn adapt_batch(
+        &self,
+        files: &mut [FileLabels],
+        strength: f32,
+        keep: usize,
+    ) -> Option<Vec<(String, f32)>> {
+        let head = self.head.as_ref();
+        let adapted: Vec<usize> = (0..files.len())
+            .filter(|&i| head.is_some() && files[i].top_source == TopSource::Head)
+            .filter(|&i| !files[i].silent && !files[i].top.is_empty())
+            .collect();
+        let mut mix = None;
+        if let (Some(h), false) = (head, adapted.is_empty()) {
+            let n = h.labels.len();
+            let mut rows = vec![0f32; adapted.len() * n];
+            for (row, &i) in rows.chunks_exact_mut(n).zip(&adapted) {
+                for l in &files[i].top {
+                    if let Some(k) = h.labels.iter().position(|x| *x == l.label) {
+                        row[k] = l.score;
+                    }
+                }
+                let sum: f32 = row.iter().sum();
+                if sum > 0.0 {
+                    row.iter_mut().for_each(|v| *v /= sum);
+                }
+            }
+            let train = if h.train_prior.len() == n {
+                h.train_prior.clone()
+            } else {
+                vec![1.0; n]
+            };
+            let out = sfxtag_core::priors::adapt_priors(
+                &mut rows,
+                n,
+                &train,
+                sfxtag_core::priors::PriorAdaptation {
+                    strength,
+                    ..Default::default()
+                },
+            );
+            for (row, &i) in rows.chunks_exact(n).zip(&adapted) {
+                for l in files[i].top.iter_mut() {
+                    if let Some(k) = h.labels.iter().position(|x| *x == l.label) {
+                        l.score = row[k];
+                    }
+                }
+                files[i]
+                    .top
+                    .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.label.cmp(&b.label)));
+            }
+            let mut m: Vec<(String, f32)> = h.labels.iter().cloned().zip(out.priors).collect();
+            m.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            mix = Some(m);
+        }
+        for f in files.iter_mut() {
+            f.top.truncate(keep);
+            f.confident = f
+                .top
+                .first()
+                .is_some_and(|l| l.score >= self.threshold_for(l, f.top_source));
+        }
+        mix
+    }
+}
+
 /// Per-file aggregation: mean of the per-window scores of each label, top-k.
 pub fn aggregate(windows: &[Vec<Label>], k: usize) -> Vec<Label> {
     let mut acc: Vec<(Label, f32)> = Vec::new();
@@ -665,6 +745,7 @@ mod tests {
             n_classes: labels.len().max(3),
             calibration: None,
             thresholds: Vec::new(),
+            train_prior: Vec::new(),
         }
     }
 
@@ -704,6 +785,50 @@ mod tests {
         let p = c.classify(&[1.0, 0.1], None, None);
         assert_eq!((p.top.len(), p.top_source), (0, TopSource::None));
         assert!(!p.confident);
+    }
+
+    /// Ten files of a session mostly of doors, each a near tie between DOORS and ANIMALS:
+    /// alone each leans to ANIMALS, together they are doors; a file the head did not label
+    /// keeps its scores, and every file keeps `keep` labels.
+    #[test]
+    fn a_batch_of_doors_moves_its_ties_to_doors() {
+        let mut c = category_classifier(Vec::new(), 1.0);
+        c.head.as_mut().unwrap().train_prior = vec![1.0 / 3.0; 3];
+        let file = |scores: [f32; 3], source: TopSource| FileLabels {
+            top: ["ANIMALS", "DOORS", "VOICES"]
+                .iter()
+                .zip(scores)
+                .map(|(l, p)| Label::new(l, Taxonomy::UcsCategory, p))
+                .collect(),
+            top_source: source,
+            confident: false,
+            silent: false,
+        };
+        let mut files: Vec<FileLabels> = (0..6)
+            .map(|_| file([0.1, 0.85, 0.05], TopSource::Head))
+            .chain((0..4).map(|_| file([0.48, 0.42, 0.1], TopSource::Head)))
+            .collect();
+        files.push(file([0.5, 0.3, 0.2], TopSource::User));
+        assert_eq!(files[7].top[0].label, "ANIMALS");
+        let mix = c.adapt_batch(&mut files, 0.0, 2).unwrap();
+        assert_eq!(mix[0].0, "DOORS");
+        assert!(mix[0].1 > 0.7, "{mix:?}");
+        assert_eq!(files[7].top[0].label, "DOORS", "{:?}", files[7].top);
+        assert!(files.iter().all(|f| f.top.len() == 2));
+        // The user-labelled file is untouched but for its length.
+        assert_eq!(files[10].top[0].label, "ANIMALS");
+        assert_eq!(files[10].top[0].score, 0.5);
+        // The default threshold (0.5) decides confidence on the adapted score.
+        assert!(files[0].confident);
+        // A strong training prior holds a small batch near the head's own mix.
+        let mut held: Vec<FileLabels> = (0..4)
+            .map(|_| file([0.48, 0.42, 0.1], TopSource::Head))
+            .collect();
+        c.adapt_batch(&mut held, 1000.0, 3).unwrap();
+        assert_eq!(held[0].top[0].label, "ANIMALS");
+        // No head-labelled file: nothing to estimate.
+        let mut user = vec![file([0.5, 0.3, 0.2], TopSource::User)];
+        assert!(c.adapt_batch(&mut user, 0.0, 3).is_none());
     }
 
     fn category_classifier(thresholds: Vec<f32>, temperature: f32) -> Classifier {

@@ -463,8 +463,26 @@ pub struct ClassifyArgs {
     /// classifies every window.
     #[arg(long, value_name = "DBFS", default_value_t = crate::pipeline::DEFAULT_SILENCE_FLOOR_DBFS, allow_negative_numbers = true)]
     pub silence_floor: f32,
+    /// Label the files as one batch: a session or a folder holds a few Categories, so the
+    /// head's scores are re-weighted for the mix the files' own scores reveal (no labels
+    /// needed). Better on a batch from one place or one session; on a single file it changes
+    /// little. The estimated mix is printed to stderr.
+    #[arg(long)]
+    pub batch_priors: bool,
+    /// How many files' worth of weight the model's own training mix keeps in --batch-priors
+    /// (0: the batch alone decides).
+    #[arg(long, value_name = "FILES", default_value_t = crate::classify::DEFAULT_BATCH_PRIOR_STRENGTH,
+          value_parser = parse_strength, requires = "batch_priors", allow_negative_numbers = true)]
+    pub batch_prior_strength: f32,
     #[command(flatten)]
     pub model: ModelArgs,
+}
+
+fn parse_strength(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("'{s}' is not a number of files (0 or more)")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

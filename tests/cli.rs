@@ -65,6 +65,80 @@ fn classify_json_reports_every_window_and_file_labels() {
 }
 
 #[test]
+fn classify_batch_priors_reports_the_mix_and_keeps_three_labels() {
+    let d = tempfile::tempdir().unwrap();
+    let model = make_model(&d.path().join("m"), Head::Labelled, None);
+    let files: Vec<String> = ["dog.mp3", "cow.mp3", "sheep.mp3"]
+        .iter()
+        .map(|f| s(&fixture(f)))
+        .collect();
+    let mut args = vec![
+        "classify",
+        "--model",
+        model.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    args.extend(files.iter().map(String::as_str));
+    let (code, out, err) = run_bin(&args, &[], T);
+    assert_eq!(code, 0, "{err}");
+    let alone: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(alone.get("batch_priors").is_none());
+    args.extend(["--batch-priors", "--batch-prior-strength", "0"]);
+    let (code, out, err) = run_bin(&args, &[], T);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("batch of 3 files, estimated mix:"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mix = v["batch_priors"].as_object().unwrap();
+    assert_eq!(mix.len(), LABELS.len());
+    let total: f64 = mix.values().map(|x| x.as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-3, "{mix:?}");
+    for (f, a) in v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(alone["files"].as_array().unwrap())
+    {
+        let top = f["top"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        let scores: Vec<f64> = top.iter().map(|t| t["score"].as_f64().unwrap()).collect();
+        assert!(scores.windows(2).all(|p| p[0] >= p[1]), "{scores:?}");
+        // Windows keep their own three labels, unchanged by the batch.
+        assert_eq!(f["windows"], a["windows"]);
+        // The batch's most common label gains in every file that names it.
+        let (best, _) = mix
+            .iter()
+            .max_by(|x, y| x.1.as_f64().unwrap().total_cmp(&y.1.as_f64().unwrap()))
+            .unwrap();
+        let score_of = |file: &serde_json::Value| {
+            file["top"].as_array().unwrap().iter().find_map(|t| {
+                (t["catid"].as_str() == Some(best.as_str())).then(|| t["score"].as_f64().unwrap())
+            })
+        };
+        if let (Some(after), Some(before)) = (score_of(f), score_of(a)) {
+            assert!(after >= before - 1e-6, "{best}: {before} → {after}");
+        }
+    }
+    // The strength is a number of files, and only means something with --batch-priors.
+    let mut bad = args.clone();
+    *bad.last_mut().unwrap() = "-1";
+    let (code, _, err) = run_bin(&bad, &[], T);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("number of files"), "{err}");
+    let mut lone = vec![
+        "classify",
+        "--model",
+        model.to_str().unwrap(),
+        "--batch-prior-strength",
+        "3",
+    ];
+    lone.push(&files[0]);
+    let (code, _, err) = run_bin(&lone, &[], T);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--batch-priors"), "{err}");
+}
+
+#[test]
 fn classify_csv_and_table() {
     let d = tempfile::tempdir().unwrap();
     let model = make_model(&d.path().join("m"), Head::Labelled, None);

@@ -210,6 +210,11 @@ pub struct HeadSpec {
     /// empty: the head gives none (the daemon's configured default applies).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<f32>,
+    /// Per label, the share of the head's training draws that were of that class (sum 1): what
+    /// its probabilities assume about a batch's mix, which batch prior adaptation
+    /// ([`crate::priors`]) replaces by the batch's own. Empty: not recorded (taken as uniform).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub train_prior: Vec<f32>,
 }
 
 /// Temperature scaling of a head's logits, fitted on held-out predictions.
@@ -478,6 +483,23 @@ impl Manifest {
                     ));
                 }
             }
+            if !h.train_prior.is_empty() {
+                if h.train_prior.len() != h.n_classes {
+                    return Err(invalid(
+                        field("train_prior"),
+                        format!("{} shares for {} classes", h.train_prior.len(), h.n_classes),
+                    ));
+                }
+                let sum: f32 = h.train_prior.iter().sum();
+                if h.train_prior.iter().any(|p| !(p.is_finite() && *p >= 0.0))
+                    || (sum - 1.0).abs() > 1e-3
+                {
+                    return Err(invalid(
+                        field("train_prior"),
+                        format!("must be shares of 0–1 that sum to 1 (they sum to {sum})"),
+                    ));
+                }
+            }
         }
         if let Some(k) = &self.knn {
             if k.k == 0 {
@@ -612,6 +634,7 @@ mod tests {
                 n_classes: 2,
                 calibration: None,
                 thresholds: Vec::new(),
+                train_prior: Vec::new(),
             }],
             knn: None,
             provenance: Provenance::default(),
@@ -665,6 +688,27 @@ mod tests {
         assert!(
             matches!(m.validate(), Err(ManifestError::Unhashed { file }) if file == "encoder.onnx")
         );
+    }
+
+    #[test]
+    fn a_training_prior_has_one_share_per_class_summing_to_one() {
+        let mut m = sample(&[("encoder.onnx", b"x")]);
+        m.heads[0].train_prior = vec![0.25, 0.75];
+        m.validate().unwrap();
+        let back = Manifest::from_toml(&m.to_toml(), Path::new("m.toml")).unwrap();
+        assert_eq!(back.heads[0].train_prior, vec![0.25, 0.75]);
+        for bad in [
+            vec![1.0],
+            vec![0.5, 0.6],
+            vec![-0.5, 1.5],
+            vec![f32::NAN, 1.0],
+        ] {
+            m.heads[0].train_prior = bad.clone();
+            assert!(
+                matches!(m.validate(), Err(ManifestError::Invalid { field, .. }) if field == "heads[0].train_prior"),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -394,6 +394,7 @@ pub fn export_model_split(
                     n_classes: h.n_classes(),
                     calibration: None,
                     thresholds: Vec::new(),
+                    train_prior: Vec::new(),
                 }
             })
             .collect(),

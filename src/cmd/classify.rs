@@ -9,6 +9,7 @@ use crate::pipeline::Processor;
 use anyhow::Result;
 use serde::Serialize;
 use sfxtag_core::ucs;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -122,12 +123,25 @@ fn csv_field(s: &str) -> String {
 }
 
 pub fn run(args: ClassifyArgs) -> Result<()> {
-    let model = load_model(&args.model, 3)?;
+    let mut model = load_model(&args.model, 3)?;
     if !model.classifier.can_label() {
         eprintln!("sfxtag: warning: {}", model.classifier.describe());
     }
+    // Labels each file and window keeps; batch adaptation needs every head label of a file.
+    let keep = model.classifier.top_k;
+    if args.batch_priors {
+        match &model.classifier.head {
+            Some(h) => model.classifier.top_k = keep.max(h.labels.len()),
+            None => eprintln!(
+                "sfxtag: warning: --batch-priors: the model has no labelled head; files keep their own scores"
+            ),
+        }
+    }
     let mut p = Processor::with_silence_floor(model, Some(args.silence_floor));
     let mut results = Vec::new();
+    // Per classified file (as `results`): its labels and its path.
+    let mut labels: Vec<FileLabels> = Vec::new();
+    let mut paths: Vec<&Path> = Vec::new();
     let mut errors = Vec::new();
     for path in &args.files {
         let mut windows: Vec<WindowRow> = Vec::new();
@@ -144,7 +158,7 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
                 start_s: (w.start_s * 1000.0).round() / 1000.0,
                 end_s: (w.end_s * 1000.0).round() / 1000.0,
                 level_dbfs: (w.level_dbfs * 10.0).round() / 10.0,
-                top: w.prediction.top.iter().map(Into::into).collect(),
+                top: w.prediction.top.iter().take(keep).map(Into::into).collect(),
                 confident: w.prediction.confident,
                 silence: w.silent,
             })
@@ -159,16 +173,15 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
                     file: display_name(path),
                     duration_s: (info.duration_s * 1000.0).round() / 1000.0,
                     windows,
-                    suggested_name: args
-                        .suggest_name
-                        .then(|| suggest_name(path, &f.top, &args.creator, &args.source))
-                        .flatten(),
-                    top: f.top.iter().map(Into::into).collect(),
+                    suggested_name: None,
+                    top: Vec::new(),
                     top_source: f.top_source,
-                    confident: f.confident,
+                    confident: false,
                     silence: f.silent,
                     warning: info.truncation.map(|t| t.to_string()),
                 });
+                labels.push(f);
+                paths.push(path);
             }
             Err(e) => {
                 eprintln!("sfxtag: {e:#}");
@@ -179,6 +192,34 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
             }
         }
     }
+    // The files as one batch: their own mix of Categories (decides confidence again too).
+    let batch_priors = if args.batch_priors {
+        p.model
+            .classifier
+            .adapt_batch(&mut labels, args.batch_prior_strength, keep)
+    } else {
+        None
+    };
+    if let Some(mix) = &batch_priors {
+        let shown: Vec<String> = mix
+            .iter()
+            .take(5)
+            .map(|(l, s)| format!("{l} {s:.2}"))
+            .collect();
+        eprintln!(
+            "sfxtag: batch of {} files, estimated mix: {}",
+            labels.len(),
+            shown.join(", ")
+        );
+    }
+    for ((r, f), path) in results.iter_mut().zip(&labels).zip(paths) {
+        r.top = f.top.iter().map(Into::into).collect();
+        r.confident = f.confident;
+        r.suggested_name = args
+            .suggest_name
+            .then(|| suggest_name(path, &f.top, &args.creator, &args.source))
+            .flatten();
+    }
     let mut out = std::io::stdout().lock();
     match args.format {
         TableFormat::Json => {
@@ -187,6 +228,9 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
                 model: &'a str,
                 files: &'a [FileResult],
                 errors: &'a [FileError],
+                /// With --batch-priors: the batch's estimated mix, label → share.
+                #[serde(skip_serializing_if = "Option::is_none")]
+                batch_priors: Option<BTreeMap<&'a str, f32>>,
             }
             serde_json::to_writer_pretty(
                 &mut out,
@@ -194,6 +238,9 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
                     model: &p.model.name,
                     files: &results,
                     errors: &errors,
+                    batch_priors: batch_priors
+                        .as_ref()
+                        .map(|m| m.iter().map(|(l, s)| (l.as_str(), *s)).collect()),
                 },
             )?;
             writeln!(out)?;

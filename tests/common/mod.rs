@@ -177,6 +177,7 @@ pub fn make_model(dir: &Path, head: Head, knn: Option<(&str, usize)>) -> PathBuf
             n_classes: LABELS.len(),
             calibration: None,
             thresholds: Vec::new(),
+            train_prior: Vec::new(),
         }],
         knn: knn.map(|(file, k)| KnnSpec {
             file: file.into(),

@@ -421,6 +421,17 @@ struct HeadsArgs {
     #[arg(long, value_name = "DBFS", allow_negative_numbers = true,
           default_value_t = sfxtag_core::frontend::DEFAULT_SILENCE_FLOOR_DBFS)]
     silence_floor: f32,
+    /// Also score each held-out source as one batch whose mix of Categories is estimated from
+    /// its own posteriors, as `sfxtag classify --batch-priors` does for a folder of files (EM;
+    /// each value, comma-separated, is the training mix's weight in clips: 0 lets the batch
+    /// alone decide).
+    #[arg(
+        long,
+        value_name = "CLIPS",
+        value_delimiter = ',',
+        default_value = "0,10,30"
+    )]
+    prior_strengths: Vec<f32>,
     /// Train the winning heads on every source and write this model directory.
     #[arg(long, value_name = "DIR")]
     export: Option<PathBuf>,
@@ -821,6 +832,14 @@ fn main() -> Result<()> {
                 );
             }
             opts.silence_floor_dbfs = a.silence_floor;
+            if let Some(s) = a
+                .prior_strengths
+                .iter()
+                .find(|s| !(s.is_finite() && **s >= 0.0))
+            {
+                anyhow::bail!("--prior-strengths {s}: a number of clips, 0 or more");
+            }
+            opts.prior_strengths = a.prior_strengths.clone();
             if !a.methods.is_empty() {
                 opts.methods = a
                     .methods

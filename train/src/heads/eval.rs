@@ -155,6 +155,9 @@ pub struct EvalOptions {
     /// Windows quieter than this (RMS dBFS) are left out of training and testing, as the
     /// daemon's silence gate leaves them unclassified (-120: every window).
     pub silence_floor_dbfs: f32,
+    /// Pseudo-counts of the batch prior adaptation measured on each held-out source (one
+    /// row of the report per value; none: not measured).
+    pub prior_strengths: Vec<f32>,
     pub progress: bool,
 }
 
@@ -181,6 +184,7 @@ impl EvalOptions {
             store: None,
             features: Features::Embedding,
             silence_floor_dbfs: sfxtag_core::frontend::DEFAULT_SILENCE_FLOOR_DBFS,
+            prior_strengths: vec![0.0, 10.0, sfxtag_core::priors::DEFAULT_STRENGTH],
             progress: true,
         }
     }
@@ -198,6 +202,9 @@ pub struct Scores {
     pub sel80: f64,
 }
 
+/// Scores by method, variant (`clean`/`noisy`) and source group.
+pub type ScoresByMethod = BTreeMap<String, BTreeMap<String, BTreeMap<String, Scores>>>;
+
 /// Everything the evaluation measured.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -209,7 +216,7 @@ pub struct EvalReport {
     /// Groups that only ever train (too few test clips).
     pub train_only: Vec<String>,
     /// method → variant (`clean`/`noisy`) → group → scores.
-    pub scores: BTreeMap<String, BTreeMap<String, BTreeMap<String, Scores>>>,
+    pub scores: ScoresByMethod,
     /// method → (window NLL at T = 1, with the cross-fitted T, the pooled T).
     pub calibration: BTreeMap<String, (f64, f64, f32)>,
     /// The default method (best exportable clean mean top-1).
@@ -240,6 +247,9 @@ pub struct EvalReport {
     /// Windows left out by the floor, and clips whose every window is below it (kept whole),
     /// in the clean store.
     pub silence: (usize, usize),
+    /// Batch prior adaptation (`sfxtag_core::priors`) of the logit methods' file-level
+    /// posteriors, each held-out source one batch: strength → method → variant → group → scores.
+    pub adapted: BTreeMap<String, ScoresByMethod>,
     pub seconds: f64,
 }
 
@@ -841,6 +851,30 @@ pub fn split(lab: &Labelled, held_out: usize) -> (Vec<usize>, Vec<usize>) {
     (train, test)
 }
 
+/// The class mix a Category head trained without `held_out` (none: on every source) learned:
+/// its training clips per class, to the sampler's power (`mlp::Sampler::batch_with`), as shares.
+pub fn training_prior(
+    lab: &Labelled,
+    held_out: Option<usize>,
+    classes: usize,
+    power: f64,
+) -> Vec<f32> {
+    let mut clips = vec![0usize; classes];
+    for c in lab.clips.iter().filter(|c| Some(c.group) != held_out) {
+        if let Some(k) = c.category {
+            clips[k] += 1;
+        }
+    }
+    let w: Vec<f64> = clips
+        .iter()
+        .map(|&n| if n == 0 { 0.0 } else { (n as f64).powf(power) })
+        .collect();
+    let total: f64 = w.iter().sum();
+    w.iter()
+        .map(|x| (x / total.max(f64::MIN_POSITIVE)) as f32)
+        .collect()
+}
+
 /// Runs the whole evaluation. `log` receives one line per fold.
 pub fn run(
     opts: &EvalOptions,
@@ -1109,6 +1143,45 @@ pub fn run(
                 .entry("noisy".into())
                 .or_default()
                 .insert(lab.groups[*g].clone(), score(&p, fp.width, &t));
+        }
+    }
+    // The same posteriors re-weighted for each held-out source's own mix of Categories, as
+    // `sfxtag classify` does for a batch of files (the source's clips are the batch).
+    for &strength in &opts.prior_strengths {
+        let per_strength = report.adapted.entry(format!("{strength}")).or_default();
+        for (m, folds_p) in preds.iter().filter(|(m, _)| m.has_logits()) {
+            let entry = per_strength.entry(m.name().to_string()).or_default();
+            for (g, fp) in folds_p {
+                let prior = training_prior(lab, Some(*g), classes, opts.mlp.class_power);
+                let truth: Vec<usize> = fp
+                    .clips
+                    .iter()
+                    .map(|&c| lab.clips[c].category.expect("labelled"))
+                    .collect();
+                let settings = sfxtag_core::priors::PriorAdaptation {
+                    strength,
+                    ..Default::default()
+                };
+                let mut clean = fp.clean.clone();
+                sfxtag_core::priors::adapt_priors(&mut clean, fp.width, &prior, settings);
+                entry
+                    .entry("clean".into())
+                    .or_default()
+                    .insert(lab.groups[*g].clone(), score(&clean, fp.width, &truth));
+                let keep: Vec<usize> = (0..fp.clips.len())
+                    .filter(|&i| setup.noisy_rows[fp.clips[i]].is_some())
+                    .collect();
+                let mut noisy: Vec<f32> = keep
+                    .iter()
+                    .flat_map(|&i| fp.noisy[i * fp.width..(i + 1) * fp.width].to_vec())
+                    .collect();
+                sfxtag_core::priors::adapt_priors(&mut noisy, fp.width, &prior, settings);
+                let t: Vec<usize> = keep.iter().map(|&i| truth[i]).collect();
+                entry
+                    .entry("noisy".into())
+                    .or_default()
+                    .insert(lab.groups[*g].clone(), score(&noisy, fp.width, &t));
+            }
         }
     }
     // The default: the best exportable method on clean mean top-1, ties (see `choose_default`)
@@ -1560,6 +1633,41 @@ impl EvalReport {
             // Without baseline (a) there is no default line; the table still needs its blank line.
             s.push('\n');
         }
+        if !self.adapted.is_empty() {
+            let _ = writeln!(
+                s,
+                "### Each source as one batch: priors adapted (mean over folds)\n"
+            );
+            let _ = writeln!(s, "The file-level posteriors of each held-out source re-weighted for the source's own mix of Categories, estimated from them without labels (`sfxtag_core::priors`; strength: the training prior's pseudo-count in clips).\n");
+            let _ = writeln!(s, "| method | variant | strength | top-1 | top-1 per clip alone | top-3 | macro-F1 | sel. acc. @50 % |");
+            let _ = writeln!(s, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+            let mut strengths: Vec<(&String, _)> = self.adapted.iter().collect();
+            strengths.sort_by(|a, b| {
+                let v = |s: &str| s.parse::<f64>().unwrap_or(f64::INFINITY);
+                v(a.0).total_cmp(&v(b.0))
+            });
+            for (strength, methods) in strengths {
+                for (m, vars) in methods {
+                    for (v, per) in vars {
+                        let alone = self
+                            .scores
+                            .get(m)
+                            .and_then(|x| x.get(v))
+                            .map(|p| mean_of(p, |x| x.top1))
+                            .unwrap_or(f64::NAN);
+                        let _ = writeln!(
+                            s,
+                            "| {m} | {v} | {strength} | {:.3} | {alone:.3} | {:.3} | {:.3} | {:.3} |",
+                            mean_of(per, |x| x.top1),
+                            mean_of(per, |x| x.top3),
+                            mean_of(per, |x| x.macro_f1),
+                            mean_of(per, |x| x.sel50),
+                        );
+                    }
+                }
+            }
+            s.push('\n');
+        }
         let _ = writeln!(s, "### Top-1 per source (clean / noisy)\n");
         let methods: Vec<&String> = self.scores.keys().collect();
         let _ = write!(s, "| source | clips | out of vocabulary |");
@@ -1786,6 +1894,16 @@ mod tests {
             assert!(test.iter().all(|&c| lab.clips[c].category.is_some()));
             assert_eq!(train.len() + test.len() + (g == 1) as usize, 5);
         }
+        // The training prior counts only the folds' training clips, to the sampler's power.
+        let p = training_prior(&lab, Some(1), 3, 1.0);
+        assert_eq!(p, vec![1.0, 0.0, 0.0]);
+        let p = training_prior(&lab, None, 2, 1.0);
+        assert!(
+            (p[0] - 0.75).abs() < 1e-6 && (p[1] - 0.25).abs() < 1e-6,
+            "{p:?}"
+        );
+        let p = training_prior(&lab, None, 2, 0.0);
+        assert_eq!(p, vec![0.5, 0.5]);
     }
 
     #[test]

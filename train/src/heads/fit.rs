@@ -307,6 +307,10 @@ pub fn fit(opts: &FitOptions, setup: &Setup, report: &EvalReport) -> Result<Stri
             fitted_on: "window logits of held-out sources (leave-one-source-out)".into(),
         });
         h.thresholds = thresholds;
+        if h.name == CATEGORY_HEAD {
+            h.train_prior =
+                super::eval::training_prior(lab, None, lab.categories.len(), opts.mlp.class_power);
+        }
     }
     let mut metrics = BTreeMap::new();
     if let Some(v) = report.scores.get(&report.default_method) {
@@ -330,6 +334,19 @@ pub fn fit(opts: &FitOptions, setup: &Setup, report: &EvalReport) -> Result<Stri
             metrics.insert(
                 format!("category_selective_accuracy_80_{variant}"),
                 mean_of(per, |s| s.sel80),
+            );
+        }
+    }
+    // Each held-out source as one batch (`sfxtag classify --batch-priors`, its default strength).
+    if let Some(v) = report
+        .adapted
+        .get(&format!("{}", sfxtag_core::priors::DEFAULT_STRENGTH))
+        .and_then(|m| m.get(&report.default_method))
+    {
+        for (variant, per) in v {
+            metrics.insert(
+                format!("category_top1_mean_{variant}_batch_priors"),
+                mean_of(per, |s| s.top1),
             );
         }
     }
