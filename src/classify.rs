@@ -579,6 +579,9 @@ impl FileLabels {
     }
 }
 
+/// The training prior's weight, in files, in batch prior adaptation.
+pub const DEFAULT_BATCH_PRIOR_STRENGTH: f32 = sfxtag_core::priors::DEFAULT_STRENGTH;
+
 impl Classifier {
     /// A file's labels from its windows' predictions (silent windows left out).
     pub fn file_labels(
@@ -604,12 +607,7 @@ impl Classifier {
             confident,
         }
     }
-}
 
-/// The training prior's weight, in files, in batch prior adaptation.
-pub const DEFAULT_BATCH_PRIOR_STRENGTH: f32 = sfxtag_core::priors::DEFAULT_STRENGTH;
-
-impl Classifier {
     /// Batch prior adaptation (`sfxtag classify --batch-priors`): re-weights the head's
     /// file-level probabilities for the mix of Categories the batch of files holds, estimated
     /// from the probabilities themselves (EM, `sfxtag_core::priors`; `strength` is the

@@ -465,8 +465,9 @@ pub struct ClassifyArgs {
     pub silence_floor: f32,
     /// Label the files as one batch: a session or a folder holds a few Categories, so the
     /// head's scores are re-weighted for the mix the files' own scores reveal (no labels
-    /// needed). Better on a batch from one place or one session; on a single file it changes
-    /// little. The estimated mix is printed to stderr.
+    /// needed). On average better for a batch from one place or one session, at the cost of
+    /// its rarer Categories (docs/results.md); on a single file it changes little. The
+    /// estimated mix is printed to stderr.
     #[arg(long)]
     pub batch_priors: bool,
     /// How many files' worth of weight the model's own training mix keeps in --batch-priors
