@@ -851,6 +851,28 @@ pub fn split(lab: &Labelled, held_out: usize) -> (Vec<usize>, Vec<usize>) {
     (train, test)
 }
 
+/// A fold's file-level probabilities and true Categories per variant: `clean`, and `noisy` for
+/// the clips that have a noisy version.
+fn fold_variants(setup: &Setup, fp: &FoldPreds) -> [(&'static str, Vec<f32>, Vec<usize>); 2] {
+    let truth: Vec<usize> = fp
+        .clips
+        .iter()
+        .map(|&c| setup.lab.clips[c].category.expect("labelled"))
+        .collect();
+    let keep: Vec<usize> = (0..fp.clips.len())
+        .filter(|&i| setup.noisy_rows[fp.clips[i]].is_some())
+        .collect();
+    let noisy: Vec<f32> = keep
+        .iter()
+        .flat_map(|&i| fp.noisy[i * fp.width..(i + 1) * fp.width].to_vec())
+        .collect();
+    let noisy_truth = keep.iter().map(|&i| truth[i]).collect();
+    [
+        ("clean", fp.clean.clone(), truth),
+        ("noisy", noisy, noisy_truth),
+    ]
+}
+
 /// The class mix a Category head trained without `held_out` (none: on every source) learned:
 /// its training clips per class, to the sampler's power (`mlp::Sampler::batch_with`), as shares.
 pub fn training_prior(
@@ -1121,66 +1143,33 @@ pub fn run(
     for (m, folds_p) in &preds {
         let entry = report.scores.entry(m.name().to_string()).or_default();
         for (g, fp) in folds_p {
-            let truth: Vec<usize> = fp
-                .clips
-                .iter()
-                .map(|&c| lab.clips[c].category.expect("labelled"))
-                .collect();
-            entry
-                .entry("clean".into())
-                .or_default()
-                .insert(lab.groups[*g].clone(), score(&fp.clean, fp.width, &truth));
-            // Noisy: only clips that have a noisy version.
-            let keep: Vec<usize> = (0..fp.clips.len())
-                .filter(|&i| setup.noisy_rows[fp.clips[i]].is_some())
-                .collect();
-            let p: Vec<f32> = keep
-                .iter()
-                .flat_map(|&i| fp.noisy[i * fp.width..(i + 1) * fp.width].to_vec())
-                .collect();
-            let t: Vec<usize> = keep.iter().map(|&i| truth[i]).collect();
-            entry
-                .entry("noisy".into())
-                .or_default()
-                .insert(lab.groups[*g].clone(), score(&p, fp.width, &t));
+            for (variant, p, truth) in fold_variants(&setup, fp) {
+                entry
+                    .entry(variant.into())
+                    .or_default()
+                    .insert(lab.groups[*g].clone(), score(&p, fp.width, &truth));
+            }
         }
     }
     // The same posteriors re-weighted for each held-out source's own mix of Categories, as
     // `sfxtag classify` does for a batch of files (the source's clips are the batch).
     for &strength in &opts.prior_strengths {
+        let settings = sfxtag_core::priors::PriorAdaptation {
+            strength,
+            ..Default::default()
+        };
         let per_strength = report.adapted.entry(format!("{strength}")).or_default();
         for (m, folds_p) in preds.iter().filter(|(m, _)| m.has_logits()) {
             let entry = per_strength.entry(m.name().to_string()).or_default();
             for (g, fp) in folds_p {
                 let prior = training_prior(lab, Some(*g), classes, opts.mlp.class_power);
-                let truth: Vec<usize> = fp
-                    .clips
-                    .iter()
-                    .map(|&c| lab.clips[c].category.expect("labelled"))
-                    .collect();
-                let settings = sfxtag_core::priors::PriorAdaptation {
-                    strength,
-                    ..Default::default()
-                };
-                let mut clean = fp.clean.clone();
-                sfxtag_core::priors::adapt_priors(&mut clean, fp.width, &prior, settings);
-                entry
-                    .entry("clean".into())
-                    .or_default()
-                    .insert(lab.groups[*g].clone(), score(&clean, fp.width, &truth));
-                let keep: Vec<usize> = (0..fp.clips.len())
-                    .filter(|&i| setup.noisy_rows[fp.clips[i]].is_some())
-                    .collect();
-                let mut noisy: Vec<f32> = keep
-                    .iter()
-                    .flat_map(|&i| fp.noisy[i * fp.width..(i + 1) * fp.width].to_vec())
-                    .collect();
-                sfxtag_core::priors::adapt_priors(&mut noisy, fp.width, &prior, settings);
-                let t: Vec<usize> = keep.iter().map(|&i| truth[i]).collect();
-                entry
-                    .entry("noisy".into())
-                    .or_default()
-                    .insert(lab.groups[*g].clone(), score(&noisy, fp.width, &t));
+                for (variant, mut p, truth) in fold_variants(&setup, fp) {
+                    sfxtag_core::priors::adapt_priors(&mut p, fp.width, &prior, settings);
+                    entry
+                        .entry(variant.into())
+                        .or_default()
+                        .insert(lab.groups[*g].clone(), score(&p, fp.width, &truth));
+                }
             }
         }
     }
