@@ -1,7 +1,7 @@
 //! Corpus and prepare on tiny synthetic data: native labels, review rules, tables, a fake
 //! unpacked package, UCS folders, CSV lists, the stratified split, skipped files, label errors.
 
-use sfxtag_train::corpus::{self, FetchOptions, Package};
+use sfxtag_train::corpus::{self, FetchOptions, Origin, Package};
 use sfxtag_train::prepare::{self, load_prepared, stratified_split, PrepareOptions, Split};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -83,7 +83,7 @@ fn reviewed_tables_are_valid_and_consistent() {
     // Small sources are fine (a pinball game has a handful of sounds); an empty table is not,
     // and the whole corpus must stay broad.
     let mut total = 0;
-    for p in corpus::PACKAGES {
+    for p in corpus::PACKAGES.iter().chain(corpus::sources::OPTIONAL) {
         let rows = corpus::parse_table(p.table, p.dataset).unwrap();
         assert!(!rows.is_empty(), "{}: an empty table", p.dataset);
         total += rows.len();
@@ -176,6 +176,7 @@ fn fake_package(dir: &Path) -> (Package, Vec<corpus::TableRow>) {
         table: "",
         licence: "CC-BY-SA-3.0",
         group: "fake",
+        origin: Origin::Debian,
     };
     (p, rows)
 }
@@ -574,4 +575,105 @@ fn dedup_finds_a_planted_duplicate_across_sources_and_of_a_reference() {
     let ex = corpus::dedup::excluded(&cache).unwrap();
     assert!(ex.contains(&("b".to_string(), "one_again.wav".to_string())));
     assert!(!ex.contains(&("a".to_string(), "one.wav".to_string())));
+}
+
+#[test]
+fn a_wheel_is_read_in_place_with_its_reviewed_copyright() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let wav = tmp.path().join("tone.wav");
+    write_wav(&wav, 440.0, 0.3);
+    let wav = fs::read(&wav).unwrap();
+    let dir = tmp.path().join("pypi/fake-sounds");
+    fs::create_dir_all(&dir).unwrap();
+    let mut w = zip::ZipWriter::new(
+        fs::File::create(dir.join("fake_sounds-1.0-py3-none-any.whl")).unwrap(),
+    );
+    for name in [
+        "fake_sounds/profiles/kbsim/press_1.wav",
+        "fake_sounds/profiles/own/click.wav",
+        "fake_sounds/profiles/own/unreviewed.wav",
+    ] {
+        w.start_file(name, zip::write::FileOptions::default())
+            .unwrap();
+        w.write_all(&wav).unwrap();
+    }
+    w.start_file(
+        "fake_sounds/__init__.py",
+        zip::write::FileOptions::default(),
+    )
+    .unwrap();
+    w.finish().unwrap();
+    let copyright = "Format: x\n\nFiles: *\nCopyright: The Makers\nLicense: GPL-3.0\n\nFiles: fake_sounds/profiles/kbsim/*\nCopyright: Copyright (c) Sampler\nLicense: MIT\n";
+    let p = Package {
+        name: "fake-sounds",
+        dataset: "fakekeys",
+        audio_root: "fake_sounds-1.0-py3-none-any.whl/fake_sounds/profiles",
+        exclude: &[],
+        table: "",
+        licence: "GPL-3.0",
+        group: "fakekeys",
+        origin: Origin::PyPi {
+            version: "1.0",
+            sha256: "",
+            copyright,
+        },
+    };
+    let rows: Vec<corpus::TableRow> = ["kbsim/press_1.wav", "own/click.wav"]
+        .iter()
+        .map(|path| corpus::TableRow {
+            path: path.to_string(),
+            native_label: corpus::native_label(path),
+            ucs_catid: "CMPTKey".into(),
+        })
+        .collect();
+    let pfs = corpus::PackageFs::new(&dir, tmp.path().join("extracted"));
+    let (info, clips, attr) =
+        corpus::package_dataset(&p, &pfs, "1.0", &rows, Some(copyright)).unwrap();
+    assert_eq!(info.source, "pypi:fake-sounds==1.0");
+    assert_eq!((info.clips, info.unlabelled), (2, 1));
+    assert!(info.missing.is_empty(), "{:?}", info.missing);
+    let licence = |rel: &str| {
+        clips
+            .iter()
+            .find(|c| c.rel_path == rel)
+            .map(|c| c.licence.clone())
+    };
+    assert_eq!(licence("kbsim/press_1.wav").as_deref(), Some("MIT"));
+    assert_eq!(licence("own/click.wav").as_deref(), Some("GPL-3.0"));
+    assert!(
+        attr.contains("PyPI package fake-sounds 1.0")
+            && attr.contains("train/corpus/fakekeys.copyright")
+            && attr.contains("Copyright (c) Sampler"),
+        "{attr}"
+    );
+    // The members were extracted and decode.
+    for c in &clips {
+        let a = sfxtag_core::audio::decode_mono_44k(&c.path).unwrap();
+        assert!(a.samples.len() > 10_000, "{}", c.path.display());
+    }
+}
+
+#[test]
+fn keyboardsounds_licences_follow_its_reviewed_copyright() {
+    let p = corpus::package("keyboardsounds").unwrap();
+    let Origin::PyPi { copyright, .. } = p.origin else {
+        panic!("keyboardsounds is a PyPI package");
+    };
+    let stanzas = corpus::parse_dep5(copyright);
+    let rows = corpus::parse_table(p.table, p.dataset).unwrap();
+    assert!(rows.len() >= 100, "{} rows", rows.len());
+    let mut by_licence = BTreeMap::<String, usize>::new();
+    for r in &rows {
+        let vpath = format!("{}/{}", p.audio_root, r.path);
+        let lic = corpus::licence::for_package_path(&stanzas, &vpath)
+            .unwrap_or_else(|| panic!("{vpath}: no stanza"))
+            .license
+            .clone();
+        let kbsim = !(r.path.starts_with("logitech-") || r.path.starts_with("g502x-"));
+        assert_eq!(lic, if kbsim { "MIT" } else { "GPL-3.0" }, "{vpath}");
+        *by_licence.entry(lic).or_default() += 1;
+        assert_eq!(r.ucs_catid, "CMPTKey");
+    }
+    assert_eq!(by_licence.len(), 2, "{by_licence:?}");
 }

@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build the training corpus (Debian game-data packages, UCS folders, CSV lists).
+    /// Build the training corpus (Debian packages, PyPI wheels, UCS folders, CSV lists).
     Corpus {
         #[command(subcommand)]
         command: CorpusCommand,
@@ -568,14 +568,17 @@ struct ReportArgs {
 
 #[derive(Args)]
 struct FetchArgs {
-    /// Cache folder (debs/, unpacked/, corpus.json, ATTRIBUTION). Keep it out of git.
+    /// Cache folder (debs/, unpacked/, pypi/, corpus.json, ATTRIBUTION). Keep it out of git.
     #[arg(long)]
     cache: PathBuf,
-    /// Packages (Debian or dataset names, comma-separated); default: every package of the corpus
-    /// (51, `corpus::sources`), or none when only --ucs-dir / --csv are given.
+    /// Packages (package or dataset names, comma-separated; `all` = every package of the
+    /// corpus, so `all,keyboardsounds` adds an optional one); default: every package of the
+    /// corpus (`corpus::sources`; Debian packages by `apt-get download`, PyPI wheels by `pip
+    /// download`, checked by sha256), or none when only --ucs-dir / --csv are given.
     #[arg(long, value_delimiter = ',')]
     packages: Vec<String>,
-    /// Use already unpacked packages from DIR/<package>/ instead of downloading.
+    /// Use already unpacked packages from DIR/<package>/ instead of downloading (for a PyPI
+    /// package, DIR/<package>/ holds its wheel).
     #[arg(long, value_name = "DIR")]
     from_dir: Option<PathBuf>,
     /// A folder of UCS-named files ([NAME=]DIR); the CatID comes from each name. Repeatable.

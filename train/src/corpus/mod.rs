@@ -1,10 +1,11 @@
 //! The training corpus: which clips, with which labels, under which licence.
 //!
 //! Sources, each kept as its own dataset with its own native taxonomy:
-//! - Debian packages ([`sources::PACKAGES`]), fetched with `apt-get download` and `dpkg -x` (or
-//!   taken from an already unpacked folder), read through the archives they ship audio in
-//!   ([`readers`]) and labelled by the reviewed tables `train/corpus/<dataset>.csv`
-//!   (`path,native_label,ucs_catid`, embedded in the binary; [`tables`]);
+//! - packages ([`sources::PACKAGES`]): Debian packages fetched with `apt-get download` and
+//!   `dpkg -x`, Python wheels with `pip download` ([`pypi`]), or either taken from an already
+//!   unpacked folder; read through the archives they ship audio in ([`readers`]) and labelled by
+//!   the reviewed tables `train/corpus/<dataset>.csv` (`path,native_label,ucs_catid`, embedded
+//!   in the binary; [`tables`]);
 //! - folders of UCS-named files and CSV lists `path,label` ([`user`]).
 //!
 //! [`fetch`] writes the corpus index `corpus.json` ([`CorpusIndex`]) and an `ATTRIBUTION` file
@@ -14,6 +15,7 @@
 pub mod apt;
 pub mod dedup;
 pub mod licence;
+pub mod pypi;
 pub mod readers;
 pub mod report;
 pub mod sources;
@@ -23,7 +25,7 @@ pub mod user;
 pub use apt::{download_deb, unpack_deb};
 pub use licence::{glob_match, licence_for, parse_dep5, Dep5Stanza};
 pub use readers::PackageFs;
-pub use sources::{package, Package, PACKAGES};
+pub use sources::{package, Origin, Package, PACKAGES};
 pub use tables::{check_label_cat_id, native_label, parse_table, review_draft_row, TableRow};
 pub use user::{csv_dataset, ucs_dir_dataset};
 
@@ -136,11 +138,12 @@ impl CorpusIndex {
 #[derive(Debug, Clone, Default)]
 pub struct FetchOptions {
     pub cache: PathBuf,
-    /// Packages (Debian or dataset names); empty = all of them unless only other sources are
+    /// Packages (package or dataset names); empty = all of them unless only other sources are
     /// given.
     pub packages: Vec<String>,
-    /// Folder holding already unpacked packages, one sub-folder per Debian package name
-    /// (`DIR/<package>/usr/...`); nothing is downloaded then.
+    /// Folder holding already unpacked packages, one sub-folder per package name
+    /// (`DIR/<package>/usr/...`; for a PyPI package, the wheel itself in `DIR/<package>/`);
+    /// nothing is downloaded then.
     pub from_dir: Option<PathBuf>,
     /// `(dataset, folder)` of UCS-named files.
     pub ucs_dirs: Vec<(String, PathBuf)>,
@@ -169,7 +172,9 @@ pub(crate) fn log(msg: impl AsRef<str>) {
     eprintln!("{}", msg.as_ref());
 }
 
-/// The packages a fetch covers.
+/// The packages a fetch covers: every package of the corpus when none is named (unless only
+/// other sources are given); else the named ones, where `all` stands for every package of the
+/// corpus (so `all,keyboardsounds` adds an optional package to it).
 fn selected_packages(opts: &FetchOptions) -> Result<Vec<&'static Package>> {
     let mut pkgs: Vec<&Package> = Vec::new();
     if opts.packages.is_empty() {
@@ -182,18 +187,25 @@ fn selected_packages(opts: &FetchOptions) -> Result<Vec<&'static Package>> {
         return Ok(pkgs);
     }
     for name in &opts.packages {
-        let p = package(name).with_context(|| {
-            format!(
-                "unknown package {name}: one of {}",
-                PACKAGES
-                    .iter()
-                    .map(|p| p.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
-        if !pkgs.iter().any(|q| q.name == p.name) {
-            pkgs.push(p);
+        let named: Vec<&'static Package> = if name == "all" {
+            PACKAGES.iter().collect()
+        } else {
+            vec![package(name).with_context(|| {
+                format!(
+                    "unknown package {name}: `all`, or one of {}",
+                    PACKAGES
+                        .iter()
+                        .chain(sources::OPTIONAL)
+                        .map(|p| p.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?]
+        };
+        for p in named {
+            if !pkgs.iter().any(|q| q.name == p.name) {
+                pkgs.push(p);
+            }
         }
     }
     Ok(pkgs)
@@ -221,17 +233,29 @@ pub fn fetch(opts: &FetchOptions) -> Result<CorpusIndex> {
                 }
                 (d, "unknown (unpacked folder)".to_string())
             }
-            None => {
-                let deb = download_deb(&cache.join("debs"), p.name)?;
-                let version = apt::deb_version(&deb).unwrap_or_else(|_| "unknown".into());
-                let dest = cache.join("unpacked").join(p.name);
-                unpack_deb(&deb, &dest)?;
-                (dest, version)
-            }
+            None => match p.origin {
+                Origin::Debian => {
+                    let deb = download_deb(&cache.join("debs"), p.name)?;
+                    let version = apt::deb_version(&deb).unwrap_or_else(|_| "unknown".into());
+                    let dest = cache.join("unpacked").join(p.name);
+                    unpack_deb(&deb, &dest)?;
+                    (dest, version)
+                }
+                Origin::PyPi {
+                    version, sha256, ..
+                } => {
+                    let dir = cache.join("pypi").join(p.name);
+                    pypi::download_wheel(&dir, p.name, version, sha256)?;
+                    (dir, version.to_string())
+                }
+            },
         };
         let pfs = PackageFs::new(&unpacked, cache.join("extracted").join(p.name));
         let table = parse_table(p.table, &format!("train/corpus/{}.csv", p.dataset))?;
-        let copyright = apt::find_copyright(&unpacked, p.name);
+        let copyright = match p.origin {
+            Origin::Debian => apt::find_copyright(&unpacked, p.name),
+            Origin::PyPi { copyright, .. } => Some(copyright.to_string()),
+        };
         let (info, clips, attr) = package_dataset(p, &pfs, &version, &table, copyright.as_deref())?;
         log(format!(
             "{}: {} clips, {} labels, {} missing, {} unlabelled files ({:.1} s)",
@@ -411,7 +435,7 @@ pub fn package_dataset(
     let used = clips.len();
     let info = DatasetInfo {
         name: p.dataset.to_string(),
-        source: format!("debian:{}", p.name),
+        source: p.source(),
         version: version.to_string(),
         licences,
         root: pfs.root.join(root),
@@ -423,4 +447,33 @@ pub fn package_dataset(
     };
     let attr = licence::package_section(p, version, copyright, &stanzas, &copyright_lines, &clips);
     Ok((info, clips, attr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn selected(packages: &[&str]) -> Result<Vec<&'static str>> {
+        let opts = FetchOptions {
+            packages: packages.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        Ok(selected_packages(&opts)?.iter().map(|p| p.name).collect())
+    }
+
+    #[test]
+    fn optional_packages_are_fetched_only_when_named() {
+        let every = selected(&[]).unwrap();
+        assert_eq!(every.len(), PACKAGES.len());
+        assert!(!every.contains(&"keyboardsounds"));
+        let with = selected(&["all", "keyboardsounds", "0ad"]).unwrap();
+        assert_eq!(with.len(), PACKAGES.len() + 1);
+        assert_eq!(with.last(), Some(&"keyboardsounds"));
+        assert_eq!(selected(&["keyboardsounds"]).unwrap(), ["keyboardsounds"]);
+        let err = selected(&["nope"]).unwrap_err().to_string();
+        assert!(
+            err.contains("`all`") && err.contains("keyboardsounds"),
+            "{err}"
+        );
+    }
 }

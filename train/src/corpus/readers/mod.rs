@@ -2,7 +2,7 @@
 //! name a clip inside an archive as if the archive were a folder:
 //! `baseoa/pak0.pk3/sound/weapons/rocket1.wav`, `Sound.ocg/Animals.ocg/Bat.ocg/Chirp.wav`.
 //!
-//! One module per container kind: [`zip`] (`.zip`, `.pk3`, `.wz`), [`c4group`] (OpenClonk
+//! One module per container kind: [`zip`] (`.zip`, `.pk3`, `.wz`, Python wheels `.whl`), [`c4group`] (OpenClonk
 //! `.ocg`/`.ocf`/`.ocd`/`.ocs`), [`rcc`] (Qt resources). [`PackageFs`] walks an unpacked
 //! package through them and extracts the members a dataset uses into the cache (once).
 
@@ -56,7 +56,7 @@ impl ArchiveKind {
     pub fn from_name(name: &str) -> Option<Self> {
         let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
         match ext.as_str() {
-            "zip" | "pk3" | "wz" => Some(Self::Zip),
+            "zip" | "pk3" | "wz" | "whl" => Some(Self::Zip),
             "ocg" | "ocf" | "ocd" | "ocs" => Some(Self::C4Group),
             "rcc" => Some(Self::Rcc),
             _ => None,
