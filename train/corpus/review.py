@@ -193,6 +193,9 @@ FIXES = {
     ("wesnoth", "ambient/ship"): "BOATShip",
     # UCS files chickens under BIRDS (BIRDFowl), not farm animals
     ("0ad", "actor/fauna/animal/chicken"): "BIRDFowl",
+    # an axe chopping a tree: UCS lists "Chop" under WOODImpt, where the other sources'
+    # woodcutting is (openclonk Tree.ocg/Chop, widelands woodcutting, minetest dig_choppy)
+    ("0ad", "resource/lumbering/lumber_tree"): "WOODImpt",
     ("wesnoth", "ambient/wardrums"): None,  # music-like drums
     ("wesnoth", "axe"): "WEAPAxe",
     ("wesnoth", "cave-in"): "DESTRClpse",
