@@ -162,19 +162,7 @@ pub fn package_section(
 ) -> String {
     let mut attr = String::new();
     let _ = writeln!(attr, "{RULE}");
-    let (kind, copyright_file) = match p.origin {
-        super::Origin::Debian => (
-            "Debian package",
-            format!("usr/share/doc/{}/copyright", p.name),
-        ),
-        super::Origin::PyPi { .. } => (
-            "PyPI package",
-            format!(
-                "train/corpus/{}.copyright (reviewed from the wheel)",
-                p.dataset
-            ),
-        ),
-    };
+    let (kind, copyright_file) = p.kind_and_copyright_file();
     let _ = writeln!(
         attr,
         "Dataset {} — {kind} {} {}",

@@ -4,7 +4,6 @@
 //! file name and [`super::readers::PackageFs`] reads through it.
 
 use super::log;
-use sha2::{Digest, Sha256};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -89,7 +88,9 @@ pub fn download_wheel(
                 })?
         }
     };
-    let found = sha256_file(&wheel).map_err(io(&wheel))?;
+    let found = fs::read(&wheel)
+        .map(|bytes| sfxtag_core::manifest::sha256_hex(&bytes))
+        .map_err(io(&wheel))?;
     if !found.eq_ignore_ascii_case(sha256) {
         return Err(WheelError::Checksum {
             path: wheel,
@@ -118,15 +119,6 @@ fn find_wheel(dir: &Path, name: &str, version: &str) -> std::io::Result<Option<P
     Ok(None)
 }
 
-/// sha256 of a file's bytes, lowercase hex.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let bytes = fs::read(path)?;
-    Ok(Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,12 +130,8 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let wheel = dir.join("key_sounds-1.2-py3-none-any.whl");
         fs::write(&wheel, b"not really a zip").unwrap();
-        let good = sha256_file(&wheel).unwrap();
         // sha256 of "not really a zip", computed by sha256sum.
-        assert_eq!(
-            good,
-            "d5bd64a5c43b6f8cc7f6c7897e954e58b89abfed62e851a47f842de714cca7d0"
-        );
+        let good = "d5bd64a5c43b6f8cc7f6c7897e954e58b89abfed62e851a47f842de714cca7d0";
         assert_eq!(
             download_wheel(&dir, "key-sounds", "1.2", &good.to_uppercase()).unwrap(),
             wheel

@@ -49,6 +49,23 @@ impl Package {
             Origin::PyPi { version, .. } => format!("pypi:{}=={version}", self.name),
         }
     }
+
+    /// What kind of package it is, and where its copyright is read, as ATTRIBUTION says.
+    pub fn kind_and_copyright_file(&self) -> (&'static str, String) {
+        match self.origin {
+            Origin::Debian => (
+                "Debian package",
+                format!("usr/share/doc/{}/copyright", self.name),
+            ),
+            Origin::PyPi { .. } => (
+                "PyPI package",
+                format!(
+                    "train/corpus/{}.copyright (reviewed from the wheel)",
+                    self.dataset
+                ),
+            ),
+        }
+    }
 }
 
 macro_rules! package {
