@@ -396,6 +396,10 @@ struct HeadsArgs {
     /// whose logits are their mean (it exports as one wider head).
     #[arg(long, default_value_t = 1)]
     ensemble: usize,
+    /// Seed of the MLP heads' initialisation and batches. The same recipe with another seed
+    /// shows how far the training's chance alone moves the results (docs/results.md).
+    #[arg(long, default_value_t = 0)]
+    head_seed: u64,
     /// Also score every method (trained on the whole corpus) on this folder of labelled audio
     /// (`labels.csv`: file,ucs_catid,…).
     #[arg(long, value_name = "DIR")]
@@ -823,6 +827,7 @@ fn main() -> Result<()> {
                 anyhow::bail!("--ensemble: at least 1 head");
             }
             opts.mlp.ensemble = a.ensemble;
+            opts.mlp.seed = a.head_seed;
             opts.fixtures = a.fixtures.clone();
             opts.max_folds = a.max_folds;
             opts.folds = a.folds.clone();

@@ -465,7 +465,14 @@ mod tests {
     fn optional_packages_are_fetched_only_when_named() {
         let every = selected(&[]).unwrap();
         assert_eq!(every.len(), PACKAGES.len());
-        assert!(!every.contains(&"keyboardsounds"));
+        for p in sources::OPTIONAL {
+            assert!(!every.contains(&p.name), "{} is optional", p.name);
+        }
+        // A Debian package is named by its dataset as well as its package name.
+        assert_eq!(
+            selected(&["all", "flare", "naev-data"]).unwrap()[PACKAGES.len()..],
+            ["flare-game", "naev-data"]
+        );
         let with = selected(&["all", "keyboardsounds", "0ad"]).unwrap();
         assert_eq!(with.len(), PACKAGES.len() + 1);
         assert_eq!(with.last(), Some(&"keyboardsounds"));
