@@ -436,6 +436,11 @@ struct HeadsArgs {
         default_value = "0,10,30"
     )]
     prior_strengths: Vec<f32>,
+    /// Also write every method's out-of-fold file-level posteriors to this file (JSON lines:
+    /// method, fold, dataset, rel_path, true Category, clean and noisy probabilities per head
+    /// class), to fuse them with other models' outputs outside the trainer.
+    #[arg(long, value_name = "FILE")]
+    posteriors: Option<PathBuf>,
     /// Train the winning heads on every source and write this model directory.
     #[arg(long, value_name = "DIR")]
     export: Option<PathBuf>,
@@ -848,6 +853,7 @@ fn main() -> Result<()> {
                 anyhow::bail!("--prior-strengths {s}: a number of clips, 0 or more");
             }
             opts.prior_strengths = a.prior_strengths.clone();
+            opts.posteriors = a.posteriors.clone();
             if !a.methods.is_empty() {
                 opts.methods = a
                     .methods

@@ -158,6 +158,9 @@ pub struct EvalOptions {
     /// Pseudo-counts of the batch prior adaptation measured on each held-out source (one
     /// row of the report per value; none: not measured).
     pub prior_strengths: Vec<f32>,
+    /// Write every method's out-of-fold file-level posteriors here (JSON lines, one per test
+    /// clip), to fuse methods or other models' outputs outside the trainer.
+    pub posteriors: Option<PathBuf>,
     pub progress: bool,
 }
 
@@ -185,6 +188,7 @@ impl EvalOptions {
             features: Features::Embedding,
             silence_floor_dbfs: sfxtag_core::frontend::DEFAULT_SILENCE_FLOOR_DBFS,
             prior_strengths: vec![0.0, 10.0, sfxtag_core::priors::DEFAULT_STRENGTH],
+            posteriors: None,
             progress: true,
         }
     }
@@ -873,6 +877,50 @@ fn fold_variants(setup: &Setup, fp: &FoldPreds) -> [(&'static str, Vec<f32>, Vec
     ]
 }
 
+/// One test clip's out-of-fold file-level posteriors (`heads --posteriors`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PosteriorRow {
+    pub method: String,
+    /// The held-out source group.
+    pub fold: String,
+    pub dataset: String,
+    pub rel_path: String,
+    /// The true Category (a head class: out-of-vocabulary clips are not test rows).
+    pub category: String,
+    /// One probability per head class, in the report's `categories` order.
+    pub clean: Vec<f32>,
+    /// The same for the clip mixed with an ambience (none where it has no noisy version).
+    pub noisy: Option<Vec<f32>>,
+}
+
+/// The rows of one method's fold: every test clip with its clean and noisy posteriors.
+fn posterior_rows(
+    lab: &Labelled,
+    has_noisy: impl Fn(usize) -> bool,
+    method: Method,
+    fold: &str,
+    fp: &FoldPreds,
+) -> Vec<PosteriorRow> {
+    let classes = lab.categories.len();
+    fp.clips
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let clip = &lab.clips[c];
+            let row = |p: &[f32]| p[i * fp.width..i * fp.width + classes].to_vec();
+            PosteriorRow {
+                method: method.key().to_string(),
+                fold: fold.to_string(),
+                dataset: clip.dataset.clone(),
+                rel_path: clip.rel_path.clone(),
+                category: clip.category_name.clone().unwrap_or_default(),
+                clean: row(&fp.clean),
+                noisy: has_noisy(c).then(|| row(&fp.noisy)),
+            }
+        })
+        .collect()
+}
+
 /// The class mix a Category head trained without `held_out` (none: on every source) learned:
 /// its training clips per class, to the sampler's power (`mlp::Sampler::batch_with`), as shares.
 pub fn training_prior(
@@ -1150,6 +1198,19 @@ pub fn run(
                     .insert(lab.groups[*g].clone(), score(&p, fp.width, &truth));
             }
         }
+    }
+    if let Some(path) = &opts.posteriors {
+        let mut text = String::new();
+        for (m, folds_p) in &preds {
+            for (g, fp) in folds_p {
+                let has_noisy = |c: usize| setup.noisy_rows[c].is_some();
+                for row in posterior_rows(lab, has_noisy, *m, &lab.groups[*g], fp) {
+                    text.push_str(&serde_json::to_string(&row)?);
+                    text.push('\n');
+                }
+            }
+        }
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     // The same posteriors re-weighted for each held-out source's own mix of Categories, as
     // `sfxtag classify` does for a batch of files (the source's clips are the batch).
@@ -1893,6 +1954,56 @@ mod tests {
         );
         let p = training_prior(&lab, None, 2, 0.0);
         assert_eq!(p, vec![0.5, 0.5]);
+    }
+
+    #[test]
+    fn posterior_rows_name_each_test_clip_with_its_own_probabilities() {
+        use super::super::data::LabelledClip;
+        let clip = |rel: &str, category: usize, name: &str| LabelledClip {
+            group: 0,
+            dataset: "d".into(),
+            rel_path: rel.into(),
+            category: Some(category),
+            catid: None,
+            category_name: Some(name.into()),
+            rows: 0..1,
+        };
+        let lab = Labelled {
+            clips: vec![
+                clip("a.wav", 0, "A"),
+                clip("b.wav", 1, "B"),
+                clip("c.wav", 1, "B"),
+            ],
+            categories: vec!["A".into(), "B".into()],
+            catids: vec![],
+            groups: vec!["g".into()],
+        };
+        // Test clips 2 and 0, rows one column wider than the classes (an "other" column).
+        let fp = FoldPreds {
+            clips: vec![2, 0],
+            width: 3,
+            clean: vec![0.1, 0.8, 0.1, 0.7, 0.2, 0.1],
+            noisy: vec![0.3, 0.6, 0.1, 0.5, 0.4, 0.1],
+            logits: None,
+        };
+        let rows = posterior_rows(&lab, |c| c == 0, Method::MlpNoise, "g", &fp);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (rows[0].rel_path.as_str(), rows[0].category.as_str()),
+            ("c.wav", "B")
+        );
+        assert_eq!(rows[0].clean, vec![0.1, 0.8]);
+        assert_eq!(rows[0].noisy, None, "clip 2 has no noisy version");
+        assert_eq!(
+            (rows[1].rel_path.as_str(), rows[1].category.as_str()),
+            ("a.wav", "A")
+        );
+        assert_eq!(rows[1].clean, vec![0.7, 0.2]);
+        assert_eq!(rows[1].noisy, Some(vec![0.5, 0.4]));
+        assert_eq!(
+            (rows[1].method.as_str(), rows[1].fold.as_str()),
+            ("mlp-noise", "g")
+        );
     }
 
     #[test]
