@@ -4,7 +4,8 @@ its patches, trained on the fold's clean and noisy clips), by a weighted geometr
 
     python fuse.py CACHE POSTERIORS.jsonl LOSO.json [METHOD]     (METHOD default mlp-noise)
 
-Top-1 per fold is over the fold's test clips, as in the report (checked: the method's own top-1
+Prints the recall per Category (clean, pooled over folds) of the method alone and fused with
+equal weights, then mean top-1 for each weight. Top-1 per fold is over the fold's test clips, as in the report (checked: the method's own top-1
 per fold is recomputed from the file and must match LOSO.json).
 """
 import collections
@@ -40,6 +41,8 @@ def main():
     for r in rows:
         by_fold[r["fold"]].append(r)
     out = collections.defaultdict(lambda: collections.defaultdict(list))
+    # Per Category, pooled over folds (clean): test clips, right by the method, right fused 0.5.
+    per_class = collections.defaultdict(lambda: [0, 0, 0])
     for fold, test in sorted(by_fold.items()):
         train = [k for k in labelled if group_of[k[0]] != fold]
         x, y = [], []
@@ -64,9 +67,19 @@ def main():
             for a in WEIGHTS:
                 p = np.exp(a * np.log(ph + 1e-9) + (1 - a) * np.log(py + 1e-9))
                 out[v][a].append(((p.argmax(1) == truth).sum()) / len(t))
+            if v == "clean":
+                fused = np.exp(0.5 * np.log(ph + 1e-9) + 0.5 * np.log(py + 1e-9)).argmax(1)
+                for t_, h_, f_ in zip(truth, ph.argmax(1), fused):
+                    e = per_class[classes[t_]]
+                    e[0] += 1
+                    e[1] += int(h_ == t_)
+                    e[2] += int(f_ == t_)
             own = out[v][1.0][-1]
             ref = report["scores"][name][v][fold]["top1"]
             assert abs(own - ref) < 1e-6, f"{fold} {v}: recomputed {own:.4f}, report {ref:.4f}"
+    print(f"recall per Category, clean, pooled over folds: test clips, {method} alone, fused 0.5")
+    for c, (n, h, f) in sorted(per_class.items()):
+        print(f"  {c:16s} {n:5d}  {h / n:.3f}  {f / n:.3f}")
     for v in ("clean", "noisy"):
         base = np.array(out[v][1.0])
         for a in WEIGHTS:
