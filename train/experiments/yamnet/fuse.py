@@ -5,8 +5,9 @@ its patches, trained on the fold's clean and noisy clips), by a weighted geometr
     python fuse.py CACHE POSTERIORS.jsonl LOSO.json [METHOD]     (METHOD default mlp-noise)
 
 Prints the recall per Category (clean, pooled over folds) of the method alone and fused with
-equal weights, then mean top-1 for each weight. Top-1 per fold is over the fold's test clips, as in the report (checked: the method's own top-1
-per fold is recomputed from the file and must match LOSO.json).
+equal weights, then mean top-1 for each weight. Top-1 per fold is over the fold's test clips,
+as in the report (checked: the method's own top-1 per fold is recomputed from the file and must
+match LOSO.json).
 """
 import collections
 import json
@@ -14,10 +15,8 @@ import math
 import sys
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
+from common import clip_features, fit_linear
 
-CLASS_POWER = 0.3
 WEIGHTS = (0.0, 0.3, 0.5, 0.7, 1.0)  # weight of the heads' posteriors; 1.0: the heads alone
 
 
@@ -32,7 +31,7 @@ def main():
     feats = {}
     for variant, f in (("clean", "logits.npz"), ("noisy", "logits-noisy-snr10-seed1.npz")):
         z = np.load(f"{cache}/yamnet/{f}")
-        feats[variant] = {k: np.concatenate([z[k].mean(0), z[k].max(0)]) for k in z.files}
+        feats[variant] = {k: clip_features(z[k]) for k in z.files}
     index = json.load(open(f"{cache}/corpus.json"))
     group_of = {d["name"]: d.get("group") or d["name"] for d in index["datasets"]}
     # Every labelled clip of a head class, for training the YAMNet heads.
@@ -52,16 +51,11 @@ def main():
                 if key in feats[v]:
                     x.append(feats[v][key])
                     y.append(cidx[labelled[k]])
-        x, y = np.array(x), np.array(y)
-        n = np.bincount(y, minlength=len(classes)).astype(float)
-        w = n[y] ** CLASS_POWER / n[y]
-        sc = StandardScaler().fit(x)
-        m = LogisticRegression(C=0.05, max_iter=150).fit(sc.transform(x), y, sample_weight=w / w.mean())
+        predict = fit_linear(np.array(x), np.array(y), len(classes))
         for v in ("clean", "noisy"):
             t = [r for r in test if r[v] is not None]
             key = [f"{r['dataset']}/{r['rel_path']}" for r in t]
-            py = np.zeros((len(t), len(classes)))
-            py[:, m.classes_] = m.predict_proba(sc.transform(np.array([feats[v][k] for k in key])))
+            py = predict(np.array([feats[v][k] for k in key]))
             ph = np.array([r[v] for r in t])
             truth = np.array([cidx[r["category"]] for r in t])
             for a in WEIGHTS:

@@ -57,13 +57,17 @@ def patches(x):
     return np.stack([log_mel[s : s + PATCH][None] for s in starts]).astype(np.float32)
 
 
-def load_16k(path):
+def resample(x, sr, rate):
+    if sr == rate:
+        return x
+    g = gcd(sr, rate)
+    return resample_poly(x, rate // g, sr // g).astype(np.float32)
+
+
+def load(path, rate):
+    """Mono at `rate` Hz."""
     x, sr = sf.read(path, dtype="float32", always_2d=True)
-    x = x.mean(1)
-    if sr != SR:
-        g = gcd(sr, SR)
-        x = resample_poly(x, SR // g, sr // g).astype(np.float32)
-    return x
+    return resample(x.mean(1), sr, rate)
 
 
 def fnv(parts):
@@ -74,15 +78,6 @@ def fnv(parts):
             h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
         h = ((h ^ 0xFF) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     return h
-
-
-def load_44k(path):
-    x, sr = sf.read(path, dtype="float32", always_2d=True)
-    x = x.mean(1)
-    if sr != 44100:
-        g = gcd(sr, 44100)
-        x = resample_poly(x, 44100 // g, sr // g).astype(np.float32)
-    return x
 
 
 class Backgrounds:
@@ -110,7 +105,7 @@ class Backgrounds:
         h = fnv([rel_path.encode(), group.encode(), seed.to_bytes(8, "little")])
         ng, path = others[h % len(others)]
         if path not in self.audio:
-            self.audio[path] = load_44k(path)
+            self.audio[path] = load(path, 44100)
         noise = self.audio[path]
         offset = (h >> 32) % max(len(noise), 1)
         at = noise[(offset + np.arange(len(signal))) % len(noise)]
@@ -139,12 +134,11 @@ def main():
         path = c["path"] if os.path.isabs(c["path"]) else os.path.join(root, c["path"])
         try:
             if noisy:
-                x, ng = backgrounds.mix(load_44k(path), c["rel_path"], group_of[c["dataset"]], *noisy)
+                x, ng = backgrounds.mix(load(path, 44100), c["rel_path"], group_of[c["dataset"]], *noisy)
                 groups[f"{c['dataset']}/{c['rel_path']}"] = ng
-                g = gcd(44100, SR)
-                p = patches(resample_poly(x, SR // g, 44100 // g).astype(np.float32))
+                p = patches(resample(x, 44100, SR))
             else:
-                p = patches(load_16k(path))
+                p = patches(load(path, SR))
             out[f"{c['dataset']}/{c['rel_path']}"] = np.concatenate(
                 [sess.run(None, {name: p[i : i + 1]})[0] for i in range(len(p))]
             ).astype(np.float32)

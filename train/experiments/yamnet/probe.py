@@ -17,10 +17,8 @@ import sys
 import time
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
+from common import clip_features, fit_linear
 
-CLASS_POWER = 0.3  # the heads' class sampling: a class weighs clips^0.3 in all
 FUSION = (0.3, 0.5, 0.7)
 
 
@@ -41,7 +39,7 @@ def load(cache, root):
                 group=d.get("group") or d["name"],
                 cat=ucs.get(c["ucs_catid"]) if c["ucs_catid"] else None,
                 rows=np.arange(base + c["first"], base + c["first"] + c["windows"]),
-                yam=np.concatenate([y.mean(0), y.max(0)]),
+                yam=clip_features(y),
             ))
         base += raw.shape[0]
     return clips, np.concatenate(embs)
@@ -69,14 +67,8 @@ def main():
             x.append(r)
             y += [cidx[c["cat"]]] * len(r)
             w += [1.0 / len(r)] * len(r)
-        x, y, w = np.concatenate(x), np.array(y), np.array(w)
-        per_clip = np.bincount(y, weights=w, minlength=len(classes))
-        w = w * (per_clip[y] ** CLASS_POWER / per_clip[y])
-        sc = StandardScaler().fit(x)
-        m = LogisticRegression(C=0.05, max_iter=150).fit(sc.transform(x), y, sample_weight=w / w.mean())
-        p = np.zeros((len(test), len(classes)))
-        p[:, m.classes_] = [m.predict_proba(sc.transform(rows_of(c))).mean(0) for c in test]
-        return p
+        predict = fit_linear(np.concatenate(x), np.array(y), len(classes), np.array(w))
+        return np.array([predict(rows_of(c)).mean(0) for c in test])
 
     scores = collections.defaultdict(list)
     t0 = time.time()

@@ -1200,17 +1200,22 @@ pub fn run(
         }
     }
     if let Some(path) = &opts.posteriors {
-        let mut text = String::new();
+        use std::io::Write as _;
+        let cannot = || format!("cannot write {}", path.display());
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(cannot)?;
+        }
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path).with_context(cannot)?);
+        let has_noisy = |c: usize| setup.noisy_rows[c].is_some();
         for (m, folds_p) in &preds {
             for (g, fp) in folds_p {
-                let has_noisy = |c: usize| setup.noisy_rows[c].is_some();
                 for row in posterior_rows(lab, has_noisy, *m, &lab.groups[*g], fp) {
-                    text.push_str(&serde_json::to_string(&row)?);
-                    text.push('\n');
+                    serde_json::to_writer(&mut out, &row)?;
+                    out.write_all(b"\n").with_context(cannot)?;
                 }
             }
         }
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        out.flush().with_context(cannot)?;
     }
     // The same posteriors re-weighted for each held-out source's own mix of Categories, as
     // `sfxtag classify` does for a batch of files (the source's clips are the batch).
